@@ -1,0 +1,14 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class AccountsConfig(AppConfig):
+    name = "portal.accounts"
+    label = "accounts"
+    verbose_name = "Accounts"
+
+    def ready(self):
+        from portal.permissions import sync_roles
+
+        # After every migrate (all apps' permissions exist by the last signal).
+        post_migrate.connect(sync_roles, dispatch_uid="portal.sync_roles")

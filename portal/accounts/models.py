@@ -1,0 +1,31 @@
+"""API tokens, kept only as hashes."""
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+TOKEN_PREFIX_LEN = 8
+
+
+def token_digest(raw: str) -> str:
+    """SHA-256 of a raw token: what the database keeps (tokens are random, so no salt)."""
+    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A user's API token. The raw token is shown once; only its hash and prefix are stored."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="api_token")
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=TOKEN_PREFIX_LEN)
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def new_raw() -> str:
+        return secrets.token_urlsafe(32)

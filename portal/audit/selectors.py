@@ -1,0 +1,64 @@
+"""Reads of the audit trail for the auditor's page, the API and exports."""
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from portal.audit.models import AuditEvent
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the auditor filters on; empty fields filter nothing."""
+
+    actor: str = ""
+    action: str = ""
+    target: str = ""
+    outcome: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    request_id: str = ""
+
+
+def audit_event_queryset(*, filters: AuditFilter) -> QuerySet[AuditEvent]:
+    """Events matching the filter, newest first. Every filter is index-backed.
+
+    Action and target match as prefixes (`key.` finds every key action, `hsm:primary`
+    every target on that HSM), actor and outcome exactly.
+    """
+    qs = AuditEvent.objects.all()
+    if filters.actor:
+        qs = qs.filter(actor_name=filters.actor)
+    if filters.action:
+        qs = qs.filter(action__startswith=filters.action)
+    if filters.target:
+        qs = qs.filter(target__startswith=filters.target)
+    if filters.outcome:
+        qs = qs.filter(outcome=filters.outcome)
+    if filters.since:
+        qs = qs.filter(time__gte=filters.since)
+    if filters.until:
+        qs = qs.filter(time__lt=filters.until)
+    if filters.request_id:
+        qs = qs.filter(request_id=filters.request_id)
+    return qs.order_by("-seq")
+
+
+def audit_event_page(*, filters: AuditFilter, before_seq: int | None = None,
+                     limit: int = 50) -> tuple[list[AuditEvent], int | None]:
+    """One page, newest first, and the cursor for the next (older) page or None.
+
+    Keyset pagination on seq: no OFFSET and no COUNT, so a million rows page as fast as ten.
+    """
+    qs = audit_event_queryset(filters=filters)
+    if before_seq is not None:
+        qs = qs.filter(seq__lt=before_seq)
+    rows = list(qs[: limit + 1])
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].seq
+    return rows, None
+
+
+def audit_event_list_for_export(*, filters: AuditFilter):
+    """All matching events, oldest first, streamed from the database in chunks."""
+    return audit_event_queryset(filters=filters).order_by("seq").iterator(chunk_size=2000)

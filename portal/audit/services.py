@@ -1,0 +1,96 @@
+"""Appending to the audit trail. Fails closed: no record, no action."""
+import logging
+
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from portal.audit.chain import GENESIS_HASH, ChainReport, verify_rows, event_hash
+from portal.audit.models import AuditChainHead, AuditEvent
+from portal.audit.redaction import redact
+from portal.errors import AuditUnavailable
+from portal.permissions import user_role
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "system"
+
+
+def actor_fields(actor) -> dict:
+    """actor_id, actor_name and role of a user; None is the system (Celery beat, commands)."""
+    if actor is None:
+        return {"actor_id": "", "actor_name": SYSTEM_ACTOR, "role": ""}
+    if not getattr(actor, "is_authenticated", False):
+        return {"actor_id": "", "actor_name": "anonymous", "role": ""}
+    return {"actor_id": str(actor.pk), "actor_name": actor.get_username(),
+            "role": user_role(actor)}
+
+
+def _append(*, who: dict, action: str, target: str, request_id: str, outcome: str,
+            detail: dict | None) -> AuditEvent:
+    fields = {**who, "request_id": (request_id or "")[:64], "action": action,
+              "target": redact(target or "")[:512], "outcome": outcome,
+              "detail": redact(detail or {})}
+    try:
+        with transaction.atomic():
+            head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
+            if head is None:
+                # First row ever (or after a test flush): concurrent first writers must
+                # not both create the head, so insert-if-absent, then lock it.
+                AuditChainHead.objects.bulk_create(
+                    [AuditChainHead(pk=1, seq=0, hash=GENESIS_HASH)], ignore_conflicts=True)
+                head = AuditChainHead.objects.select_for_update().get(pk=1)
+            fields.update(seq=head.seq + 1, time=timezone.now(), prev_hash=head.hash)
+            fields["hash"] = event_hash(fields)
+            event = AuditEvent.objects.create(**fields)
+            AuditChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
+    except DatabaseError as exc:
+        logger.error("Audit write failed for %s: %s", action, exc.__class__.__name__)
+        raise AuditUnavailable(
+            "The audit trail is unavailable, so nothing was done. Try again later.") from exc
+    return event
+
+
+def audit_record(*, actor, action: str, target: str = "", request_id: str = "",
+                 outcome: str = AuditEvent.Outcome.INTENT,
+                 detail: dict | None = None) -> AuditEvent:
+    """Append one row to the chain and return it (detail and target are redacted first).
+
+    Serialised on the chain-head row, so concurrent writers get contiguous seqs and one
+    chain. Raises AuditUnavailable (503) if the row cannot be written: callers must not
+    act then. Joins the caller's transaction when there is one.
+    """
+    return _append(who=actor_fields(actor), action=action, target=target,
+                   request_id=request_id, outcome=outcome, detail=detail)
+
+
+def audit_result(intent: AuditEvent, *, ok: bool, detail: dict | None = None,
+                 outcome: str | None = None) -> AuditEvent:
+    """Append the outcome of an intent: a second row by the same actor, never an update."""
+    who = {"actor_id": intent.actor_id, "actor_name": intent.actor_name, "role": intent.role}
+    result = outcome or (AuditEvent.Outcome.SUCCEEDED if ok else AuditEvent.Outcome.FAILED)
+    return _append(who=who, action=intent.action, target=intent.target,
+                   request_id=intent.request_id, outcome=result,
+                   detail={"intent_seq": intent.seq, **(detail or {})})
+
+
+def audit_verify(*, batch: int = 5000) -> ChainReport:
+    """Re-compute the whole chain and name the first bad seq (read-only)."""
+    head = AuditChainHead.objects.filter(pk=1).first()
+    rows = (AuditEvent.objects.order_by("seq").values().iterator(chunk_size=batch))
+    return verify_rows(rows, head.seq if head else 0, head.hash if head else GENESIS_HASH)
+
+
+def audit_export(*, actor, filters, fmt: str, request_id: str):
+    """Record who exported what, then return the export's lines (CSV or JSON) to stream."""
+    from portal.audit import export
+    from portal.audit.selectors import audit_event_list_for_export
+
+    if fmt not in ("csv", "json"):
+        from portal.errors import BadInput
+
+        raise BadInput("Export format must be 'csv' or 'json'.")
+    audit_record(actor=actor, action="audit.export", target="audit",
+                 request_id=request_id, outcome=AuditEvent.Outcome.RECORDED,
+                 detail={"format": fmt, "filters": {k: str(v) for k, v in vars(filters).items() if v}})
+    events = audit_event_list_for_export(filters=filters)
+    return export.csv_lines(events) if fmt == "csv" else export.json_chunks(events)

@@ -1,0 +1,10 @@
+"""The Celery application: CELERY_-prefixed Django settings, tasks autodiscovered per app."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.base")
+
+app = Celery("portal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,16 @@
+"""Test settings: the base settings against PostgreSQL and Redis, with a fast hasher."""
+from portal.settings.base import *  # noqa: F401,F403
+from portal.settings.base import STORAGES
+from portal.settings.env import env_str
+
+import dj_database_url
+
+DATABASES = {"default": dj_database_url.parse(
+    env_str("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal"))}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_BROKER_URL = env_str("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+STORAGES = {**STORAGES, "staticfiles": {
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True

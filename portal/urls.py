@@ -1,0 +1,42 @@
+"""URLs: pages by app, the API under /api/v1/, its schema and docs, and /healthz."""
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from portal import views
+from portal.audit import views as audit_views
+from portal.audit.api import views as audit_api
+from portal.gateway import views as gateway_views
+from portal.gateway.api import views as gateway_api
+from portal.jobs.api import views as jobs_api
+
+audit_patterns = ([
+    path("", audit_views.AuditEventListView.as_view(), name="event-list"),
+    path("export/", audit_views.AuditEventExportView.as_view(), name="event-export"),
+], "audit")
+
+gateway_patterns = ([
+    path("", gateway_views.HsmListView.as_view(), name="hsm-list"),
+], "gateway")
+
+api_patterns = ([
+    path("hsms/", gateway_api.HsmListApi.as_view(), name="hsm-list"),
+    path("jobs/", jobs_api.JobListApi.as_view(), name="job-list"),
+    path("jobs/<int:job_id>/", jobs_api.JobDetailApi.as_view(), name="job-detail"),
+    path("audit-events/", audit_api.AuditEventListApi.as_view(), name="audit-event-list"),
+], "api")
+
+urlpatterns = [
+    path("", views.DashboardView.as_view(), name="dashboard"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/", include("portal.accounts.urls")),
+    path("audit/", include(audit_patterns)),
+    path("hsms/", include(gateway_patterns)),
+    path("jobs/", include("portal.jobs.urls")),
+    path("api/v1/", include(api_patterns)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+handler403 = "portal.errors.handler403"
+handler404 = "portal.errors.handler404"
+handler500 = "portal.errors.handler500"
