@@ -97,7 +97,7 @@ def selfcheck_run(*, job_id: int) -> Job:
     from portal.gateway.models import HsmInstance
 
     checks = [("database", lambda: connection.ensure_connection()),
-              ("broker", lambda: app.connection_for_write().ensure_connection(max_retries=1))]
+              ("broker", lambda: app.connection_for_write().ensure_connection(max_retries=1, interval_start=0, timeout=5))]
     for hsm in HsmInstance.objects.order_by("name"):
         checks.append((f"hsm {hsm.name}", lambda hsm=hsm: gateway.hsm_ping(hsm)))
     results = {}
