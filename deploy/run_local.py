@@ -65,7 +65,6 @@ def start_azurite(env: dict, procs: list) -> None:
     procs.append(subprocess.Popen([str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", port,
                                    "--location", str(location), "--silent",
                                    "--disableTelemetry", "--skipApiVersionCheck"], cwd=ROOT))
-    env.setdefault("AZURE_STORAGE_BLOB_URL", f"http://127.0.0.1:{port}/devstoreaccount1")
 
 
 def main() -> None:

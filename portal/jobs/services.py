@@ -5,7 +5,12 @@ from django.utils import timezone
 from portal.audit.models import AuditEvent
 from portal.audit.redaction import redact
 from portal.audit.services import audit_record
+from portal.errors import PortalError
 from portal.jobs.models import Job
+
+
+class QueueUnavailable(PortalError):
+    status, code = 503, "queue_unavailable"
 
 MAX_LOG_LINES = 500
 
@@ -20,6 +25,24 @@ def job_create(*, kind: str, actor, hsm=None, params: dict | None = None) -> Job
     return Job.objects.create(kind=kind, actor=actor if getattr(actor, "pk", None) else None,
                               actor_name=actor.get_username() if actor else "system",
                               hsm=hsm, params=redact(params or {}))
+
+
+def job_enqueue_on_commit(*, job: Job, task) -> None:
+    """Queue task(job.id) once the job's row commits; if the broker refuses, fail the job.
+
+    A job whose message never reached the broker would wait forever: it is marked failed
+    (audited) and the caller gets a 503 it can retry.
+    """
+    def enqueue() -> None:
+        try:
+            task.delay(job.id)
+        except Exception as exc:  # kombu raises many kinds: any is "not queued"
+            job_finish(job_id=job.id, ok=False,
+                       error=f"The task queue is unavailable ({exc.__class__.__name__}).")
+            raise QueueUnavailable("The task queue is unavailable; the job was not started. "
+                                   "Try again shortly.") from exc
+
+    transaction.on_commit(enqueue, robust=False)
 
 
 def job_claim(*, job_id: int, token: str) -> bool:
@@ -83,7 +106,7 @@ def selfcheck_start(*, actor, request_id: str) -> Job:
         audit_record(actor=actor, action="job.request", target=job_target(job),
                      request_id=request_id, outcome=AuditEvent.Outcome.RECORDED,
                      detail={"kind": job.kind})
-        transaction.on_commit(lambda: selfcheck_run_task.delay(job.id))
+        job_enqueue_on_commit(job=job, task=selfcheck_run_task)
     return job
 
 

@@ -186,11 +186,13 @@ SPECTACULAR_SETTINGS = {
 # transport: real workers and beat, no broker server to run.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 _broker_dir = VAR_DIR / "broker"
-CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {"data_folder_in": str(_broker_dir), "data_folder_out": str(_broker_dir),
-     "processed_folder": str(_broker_dir / "processed"), "store_processed": False}
-    if CELERY_BROKER_URL.startswith("filesystem") else {"visibility_timeout": 3600}
-)
+if CELERY_BROKER_URL.startswith("filesystem"):
+    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir), "data_folder_out": str(_broker_dir),
+        "processed_folder": str(_broker_dir / "processed"), "store_processed": False}
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -58,3 +58,32 @@ def test_progress_partial_polls_until_finished(client, admin, db):
     Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, progress=100)
     partial = client.get(f"/jobs/{job.pk}/", HTTP_HX_REQUEST="true")
     assert b"hx-trigger" not in partial.content
+
+
+@pytest.fixture
+def broker_down():
+    """Point the app at a port nothing listens on: the broker is really unreachable."""
+    from portal.celery import app
+
+    original = app.conf.broker_url, app.conf.broker_connection_max_retries
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    app.conf.broker_connection_max_retries = 0
+    _forget_connections(app)  # pools keep the URL they were built with
+    yield
+    app.conf.broker_url, app.conf.broker_connection_max_retries = original
+    _forget_connections(app)
+
+
+def _forget_connections(app) -> None:
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_cannot_be_queued_fails_visibly(api_as, admin, broker_down):
+    response = api_as(admin).post("/api/v1/jobs/")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "queue_unavailable"
+    job = Job.objects.get()
+    assert job.status == Job.Status.FAILED and "queue" in job.error
+    assert AuditEvent.objects.filter(action="job.finish", outcome="failed").exists()

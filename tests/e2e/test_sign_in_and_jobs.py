@@ -1,0 +1,38 @@
+"""Sign in as each role and see only that role's navigation; watch a job finish live."""
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.conftest import sign_in
+from tests.factories import PASSWORD
+
+NAV = {
+    "admin": ["Dashboard", "HSMs", "Jobs", "Audit trail", "API"],
+    "approver": ["Dashboard", "HSMs", "API"],
+    "auditor": ["Dashboard", "HSMs", "Jobs", "Audit trail", "API"],
+    "outsider": ["Dashboard", "API"],
+}
+
+
+@pytest.mark.e2e
+def test_each_role_sees_only_its_navigation(page, personas):
+    for role, user in personas.items():
+        sign_in(page, user.username, PASSWORD)
+        links = page.locator("header nav ul").nth(1).locator("a")
+        assert links.all_inner_texts() == NAV[role], role
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url("**/accounts/login/")
+    assert page.csp_errors == []
+
+
+@pytest.mark.e2e
+def test_admin_watches_a_selfcheck_job_finish(page, admin, celery_worker):
+    sign_in(page, admin.username, PASSWORD)
+    page.get_by_role("link", name="Jobs").click()
+    page.get_by_role("button", name="Run a connectivity self-check").click()
+    page.wait_for_url("**/jobs/*/")
+    progress = page.locator("#job-progress")
+    # htmx swaps the partial every second until the job is done.
+    expect(progress).to_have_attribute("data-status", "succeeded", timeout=30_000)
+    expect(page.locator("#job-progress progress")).to_have_attribute("value", "100")
+    expect(progress).to_contain_text("broker: ok")
+    assert page.csp_errors == []
