@@ -4,3 +4,22 @@ from django.apps import AppConfig
 class KeysAppConfig(AppConfig):
     name = "keys_app"
     verbose_name = "Keys, local RBAC and CMK"
+
+    def ready(self):
+        from keys_app import services
+        from portal.approvals import registry
+        from portal.context_processors import nav_register
+        from portal.permissions import ADMIN, APPROVER, AUDITOR, role_grant
+
+        role_grant(ADMIN, "keys_app.view_keyrecord", "keys_app.add_keyrecord",
+                   "keys_app.change_keyrecord", "keys_app.delete_keyrecord",
+                   "keys_app.rotate_keyrecord", "keys_app.purge_keyrecord",
+                   "keys_app.backup_keyrecord", "keys_app.sync_keyrecord")
+        role_grant(AUDITOR, "keys_app.view_keyrecord")
+        role_grant(APPROVER, "keys_app.view_keyrecord")
+        nav_register("Keys", "keys-home", "keys_app.view_keyrecord", before="Jobs")
+        # Dangerous key actions go through maker-checker once approvals land.
+        registry.register("key.delete", services.key_delete)
+        registry.register("key.purge", services.key_purge)
+        registry.register("key.disable", services.key_update)
+        registry.register("key.rotation_policy.clear", services.key_rotation_policy_set)

@@ -23,6 +23,7 @@ api_patterns = ([
     path("jobs/", jobs_api.JobListApi.as_view(), name="job-list"),
     path("jobs/<int:job_id>/", jobs_api.JobDetailApi.as_view(), name="job-detail"),
     path("audit-events/", audit_api.AuditEventListApi.as_view(), name="audit-event-list"),
+    path("", include("keys_app.api.urls")),
 ], "api")
 
 urlpatterns = [
@@ -31,6 +32,8 @@ urlpatterns = [
     path("accounts/", include("portal.accounts.urls")),
     path("audit/", include(audit_patterns)),
     path("hsms/", include(gateway_patterns)),
+    path("hsms/<str:hsm_id>/", include("keys_app.urls")),
+    path("keys/", include("keys_app.urls_home")),
     path("jobs/", include("portal.jobs.urls")),
     path("api/v1/", include(api_patterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -4,6 +4,17 @@ from portal.gateway.clients import (access_control, backup, credential, crypto, 
 from portal.gateway.errors import error_for_status, translated_errors
 
 
+def key_exists(hsm, name: str) -> bool:
+    """Whether a live key of that name exists (call inside translated_errors)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        keys(hsm).get_key(name)
+    except ResourceNotFoundError:
+        return False
+    return True
+
+
 def hsm_ping(hsm) -> None:
     """One cheap authenticated data-plane call; raises a PortalError if it fails."""
     with translated_errors():
@@ -11,4 +22,4 @@ def hsm_ping(hsm) -> None:
 
 
 __all__ = ["access_control", "backup", "credential", "crypto", "error_for_status", "hsm_ping",
-           "hsm_settings", "keys", "reset_clients", "translated_errors"]
+           "hsm_settings", "key_exists", "keys", "reset_clients", "translated_errors"]

@@ -203,7 +203,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 300)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 360)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    "inventory-sync": {"task": "keys_app.tasks.inventory_sync_all",
+                       "schedule": env_int("PORTAL_INVENTORY_SYNC_SECONDS", 300)},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Azure. AZURE_CREDENTIAL: "default" (DefaultAzureCredential: managed identity in
@@ -216,6 +219,9 @@ AZURE_AUTHORITY_HOST = env_str("AZURE_AUTHORITY_HOST")
 AZURE_CA_BUNDLE = env_str("AZURE_CA_BUNDLE")
 HSM_VERIFY_CHALLENGE_RESOURCE = env_bool("HSM_VERIFY_CHALLENGE_RESOURCE", True)
 AZURE_RETRY_TOTAL = env_int("AZURE_RETRY_TOTAL", 3)
+
+# Key standards as code (types, sizes, curves, tags, names, lifetime, default rotation).
+KEY_STANDARDS_FILE = env_str("PORTAL_KEY_STANDARDS_FILE", str(BASE_DIR / "keys_app" / "standards.yaml"))
 
 LOGGING = {
     "version": 1,

@@ -6,9 +6,9 @@ from tests.e2e.conftest import sign_in
 from tests.factories import PASSWORD
 
 NAV = {
-    "admin": ["Dashboard", "HSMs", "Jobs", "Audit trail", "API"],
-    "approver": ["Dashboard", "HSMs", "API"],
-    "auditor": ["Dashboard", "HSMs", "Jobs", "Audit trail", "API"],
+    "admin": ["Dashboard", "HSMs", "Keys", "Jobs", "Audit trail", "API"],
+    "approver": ["Dashboard", "HSMs", "Keys", "API"],
+    "auditor": ["Dashboard", "HSMs", "Keys", "Jobs", "Audit trail", "API"],
     "outsider": ["Dashboard", "API"],
 }
 

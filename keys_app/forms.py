@@ -1,0 +1,139 @@
+"""Key forms of the HTML door; they parse fields, and the services validate the rest."""
+from django import forms
+
+from keys_app.models import KeyRecord
+from keys_app.spec import KEY_TYPES, PRESETS, tags_parse
+from portal.errors import BadInput
+
+ALL_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]
+DATETIME = {"widget": forms.DateTimeInput(attrs={"type": "datetime-local"}),
+            "required": False, "help_text": "UTC"}
+
+
+class RotationFields(forms.Form):
+    """A rotation policy as flat fields."""
+
+    expires_after = forms.CharField(required=False, max_length=20, help_text="e.g. P2Y")
+    rotate_after_create = forms.CharField(required=False, max_length=20, help_text="e.g. P90D")
+    rotate_before_expiry = forms.CharField(required=False, max_length=20, help_text="e.g. P30D")
+    notify_before_expiry = forms.CharField(required=False, max_length=20, help_text="e.g. P30D")
+
+    def rotation_policy(self) -> dict | None:
+        data = self.cleaned_data
+        actions = []
+        if data.get("rotate_after_create") or data.get("rotate_before_expiry"):
+            actions.append({"action": "Rotate",
+                            "time_after_create": data.get("rotate_after_create") or None,
+                            "time_before_expiry": data.get("rotate_before_expiry") or None})
+        if data.get("notify_before_expiry"):
+            actions.append({"action": "Notify", "time_before_expiry": data["notify_before_expiry"]})
+        if not actions and not data.get("expires_after"):
+            return None
+        return {"expires_after": data.get("expires_after") or None, "lifetime_actions": actions}
+
+
+class KeyCreateForm(RotationFields):
+    preset = forms.ChoiceField(required=False, choices=[("", "— none —")] + [
+        (slug, preset["label"]) for slug, preset in PRESETS.items()])
+    name = forms.CharField(max_length=200)
+    kty = forms.ChoiceField(required=False, label="Type",
+                            choices=[("", "— from preset —")] + [(k, k) for k in KEY_TYPES])
+    key_size = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, choices=[
+        ("", "default")] + [(str(s), str(s)) for s in (128, 192, 256, 2048, 3072, 4096)])
+    curve = forms.ChoiceField(required=False, choices=[("", "default")] + [
+        (c, c) for c in KEY_TYPES["EC-HSM"]["curves"]])
+    key_ops = forms.MultipleChoiceField(required=False, choices=[(o, o) for o in ALL_OPS],
+                                        widget=forms.CheckboxSelectMultiple)
+    not_before = forms.DateTimeField(label="Activation", **DATETIME)
+    expires = forms.DateTimeField(label="Expiry", **DATETIME)
+    tags = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                           help_text="name=value, one per line")
+    no_rotation_policy = forms.BooleanField(required=False, label="No rotation policy")
+
+    def request_data(self) -> dict:
+        """The cleaned input in the shape spec_from_request takes (tags may raise BadInput)."""
+        data = dict(self.cleaned_data)
+        data["tags"] = tags_parse(data.get("tags", ""))
+        policy = self.rotation_policy()
+        data["rotation_policy"] = "none" if data.pop("no_rotation_policy") else policy
+        for name in ("expires_after", "rotate_after_create", "rotate_before_expiry",
+                     "notify_before_expiry"):
+            data.pop(name, None)
+        return data
+
+
+class KeyUpdateForm(forms.Form):
+    enabled = forms.BooleanField(required=False)
+    not_before = forms.DateTimeField(label="Activation", **DATETIME)
+    expires = forms.DateTimeField(label="Expiry", **DATETIME)
+    key_ops = forms.MultipleChoiceField(required=False, choices=[(o, o) for o in ALL_OPS],
+                                        widget=forms.CheckboxSelectMultiple)
+    tags = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    confirm_name = forms.CharField(required=False, label="Type the key name to disable it")
+
+    @classmethod
+    def for_record(cls, record: KeyRecord, data=None):
+        initial = {"enabled": record.enabled, "not_before": record.not_before,
+                   "expires": record.expires, "key_ops": record.key_ops,
+                   "tags": record.tags_text}
+        return cls(data, initial=initial)
+
+
+class RotationPolicyForm(RotationFields):
+    pass
+
+
+class ConfirmForm(forms.Form):
+    confirm_name = forms.CharField(required=False, label="Type the key name to confirm")
+
+
+class KeyImportForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    key_file = forms.FileField(label="JSON Web Key file (JWK, or a BYOK file with key_hsm)")
+    tags = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    expires = forms.DateTimeField(label="Expiry", **DATETIME)
+
+    def jwk(self) -> dict:
+        import json
+
+        upload = self.cleaned_data["key_file"]
+        if upload.size > 256 * 1024:
+            raise BadInput("A key file is at most 256 KiB.", fields={"key_file": ["Too large."]})
+        try:
+            data = json.loads(upload.read())
+        except ValueError as exc:
+            raise BadInput("The key file is not JSON.", fields={"key_file": ["Not JSON."]}) from exc
+        # az keyvault's BYOK files nest the key under "key".
+        return data.get("key", data) if isinstance(data, dict) else {}
+
+
+class KeyRestoreForm(forms.Form):
+    backup_file = forms.FileField(label="Key backup file")
+
+
+class KeyFilterForm(forms.Form):
+    q = forms.CharField(required=False, max_length=127, label="Name contains")
+    tag = forms.CharField(required=False, max_length=300, label="Tag (name or name=value)")
+    kty = forms.ChoiceField(required=False, label="Type",
+                            choices=[("", "any")] + [(k, k) for k in KEY_TYPES])
+    state = forms.ChoiceField(required=False, choices=[
+        ("active", "live"), ("enabled", "enabled"), ("disabled", "disabled"),
+        ("deleted", "deleted"), ("all", "all")])
+    expiry = forms.ChoiceField(required=False, choices=[
+        ("", "any"), ("expired", "expired"), ("30d", "within 30 days"),
+        ("90d", "within 90 days"), ("none", "never expires")])
+    rotation = forms.ChoiceField(required=False, label="Rotation policy",
+                                 choices=[("", "any"), ("yes", "set"), ("no", "none")])
+    drift = forms.BooleanField(required=False, label="Changed outside the portal")
+    sort = forms.ChoiceField(required=False, choices=[
+        ("name", "name"), ("-name", "name ↓"), ("expires", "expiry"), ("-expires", "expiry ↓"),
+        ("-created", "newest"), ("created", "oldest"), ("-updated", "recently updated")])
+
+    def to_filter(self):
+        from keys_app.selectors import KeyFilter
+
+        data = self.cleaned_data
+        return KeyFilter(q=data.get("q") or "", tag=data.get("tag") or "",
+                         kty=data.get("kty") or "", state=data.get("state") or "active",
+                         expiry=data.get("expiry") or "", rotation=data.get("rotation") or "",
+                         drift=bool(data.get("drift")), sort=data.get("sort") or "name")

@@ -1,0 +1,476 @@
+"""Key lifecycle: every action here is audited (intent, then outcome), goes to the HSM
+first and then refreshes the inventory cache, and is shared by the page and the API.
+
+Dangerous actions (delete, purge, disable, clearing a rotation policy) take the key's
+name typed again as `confirm_name`, and are registered as approvable operations.
+"""
+from collections.abc import Callable
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from keys_app.models import KeyRecord, KeyVersionRecord
+from keys_app.selectors import key_get
+from keys_app.spec import KeySpec, dates_validate, name_validate, ops_validate, spec_build, \
+    standards_violations, tags_validate
+from keys_app import rotation
+from portal import gateway
+from portal.audit.models import AuditEvent
+from portal.audit.services import audit_record, audit_result
+from portal.errors import BadInput, Conflict, PortalError
+from portal.gateway import convert
+from portal.gateway.models import HsmInstance
+
+DELETED_NAME_TAKEN = ("A deleted key named {name} exists on {hsm}: recover it or purge it "
+                      "first (Deleted keys).")
+
+
+def key_target(hsm: HsmInstance, name: str) -> str:
+    """The audit target text of a key."""
+    return f"hsm:{hsm.name}/key:{name}"
+
+
+def confirm(name: str, confirm_name: str | None) -> None:
+    """Dangerous actions need the key's name typed again, exactly."""
+    if confirm_name != name:
+        raise BadInput(f"Type the key name ({name}) to confirm.", code="confirmation_required",
+                       fields={"confirm_name": [f"Type {name} to confirm."]})
+
+
+def _hsm(intent: AuditEvent, call: Callable, *, conflict_message: str | None = None):
+    """Run one HSM call; a failure is audited as the intent's outcome and re-raised."""
+    try:
+        with gateway.translated_errors():
+            return call()
+    except PortalError as exc:
+        if conflict_message and isinstance(exc, Conflict):
+            exc = Conflict(conflict_message, code=exc.code)
+        audit_result(intent, ok=False, detail={"error": exc.code, "message": exc.message[:300]})
+        raise exc from exc.__cause__
+
+
+def _intent(*, actor, action: str, hsm: HsmInstance, name: str, request_id: str,
+            detail: dict | None = None) -> AuditEvent:
+    with transaction.atomic():
+        return audit_record(actor=actor, action=action, target=key_target(hsm, name),
+                            request_id=request_id, detail=detail)
+
+
+def _tags_text(tags: dict) -> str:
+    return "\n".join(f"{key}={value}" for key, value in sorted(tags.items()))
+
+
+def key_record_upsert(*, hsm: HsmInstance, snapshot: dict, versions: list[dict] | None = None,
+                      rotation_policy: dict | None | bool = False, drift_note: str = "",
+                      deleted: dict | None = None) -> KeyRecord:
+    """Write one key's snapshot into the cache (call inside a transaction).
+
+    rotation_policy False leaves the cached policy as it is; versions None leaves versions.
+    """
+    fields = {name: snapshot.get(name) for name in (
+        "version", "kty", "key_size", "curve", "key_ops", "enabled", "not_before", "expires",
+        "created_on", "updated_on", "tags", "exportable", "has_release_policy",
+        "recoverable_days", "recovery_level") if name in snapshot}
+    fields["tags_text"] = _tags_text(snapshot.get("tags") or {})
+    fields["curve"] = fields.get("curve") or ""
+    fields["synced_at"] = timezone.now()
+    fields["drift"] = bool(drift_note)
+    fields["drift_note"] = drift_note
+    if deleted is not None:
+        fields.update(state=KeyRecord.State.DELETED, deleted_on=deleted.get("deleted_on"),
+                      scheduled_purge_on=deleted.get("scheduled_purge_on"))
+    else:
+        fields.update(state=KeyRecord.State.ACTIVE, deleted_on=None, scheduled_purge_on=None)
+    if rotation_policy is not False:
+        fields.update(rotation_policy=rotation_policy, has_rotation_policy=bool(rotation_policy))
+    record, _ = KeyRecord.objects.update_or_create(hsm=hsm, name=snapshot["name"],
+                                                   defaults=fields)
+    if versions is not None:
+        known = {v["version"] for v in versions}
+        record.versions.exclude(version__in=known).delete()
+        for item in versions:
+            KeyVersionRecord.objects.update_or_create(key=record, version=item["version"], defaults={
+                name: item.get(name) for name in ("enabled", "not_before", "expires",
+                                                  "created_on", "updated_on")})
+        record.version_count = len(versions)
+        record.save(update_fields=["version_count"])
+    return record
+
+
+def _versions(hsm: HsmInstance, name: str) -> list[dict]:
+    return [convert.properties_snapshot(props)
+            for props in gateway.keys(hsm).list_properties_of_key_versions(name)]
+
+
+def _refresh(intent: AuditEvent, hsm: HsmInstance, key, *, policy=False, detail=None) -> KeyRecord:
+    """After a successful write: re-read versions, update the cache, audit success."""
+    snapshot = convert.key_snapshot(key)
+    versions = _hsm(intent, lambda: _versions(hsm, snapshot["name"]))
+    with transaction.atomic():
+        record = key_record_upsert(hsm=hsm, snapshot=snapshot, versions=versions,
+                                   rotation_policy=policy)
+        audit_result(intent, ok=True, detail={"version": snapshot["version"], **(detail or {})})
+    return record
+
+
+def key_create(*, hsm: HsmInstance, spec: KeySpec, actor, request_id: str) -> KeyRecord:
+    """Create a key (and its rotation policy) in the HSM, then cache it. Audited.
+
+    Refuses a name that already exists (creating would add a version: use rotate) and a
+    name held by a deleted key (recover or purge first).
+    """
+    intent = _intent(actor=actor, action="key.create", hsm=hsm, name=spec.name,
+                     request_id=request_id, detail={"kty": spec.kty, "key_size": spec.key_size,
+                                                    "curve": spec.curve, "key_ops": list(spec.key_ops),
+                                                    "tags": spec.tags})
+    client = gateway.keys(hsm)
+    if _hsm(intent, lambda: gateway.key_exists(hsm, spec.name)):
+        audit_result(intent, ok=False, detail={"error": "conflict"})
+        raise Conflict(f"A key named {spec.name} already exists on {hsm.name}; rotate it to make "
+                       f"a new version.")
+    options = {"hardware_protected": True, "enabled": spec.enabled, "tags": spec.tags or None,
+               "not_before": spec.not_before, "expires_on": spec.expires,
+               "key_operations": list(spec.key_ops) or None}
+    if spec.exportable:
+        options["exportable"] = True
+
+    def create():
+        if spec.kty == "RSA-HSM":
+            return client.create_rsa_key(spec.name, size=spec.key_size,
+                                         public_exponent=spec.public_exponent, **options)
+        if spec.kty == "EC-HSM":
+            return client.create_ec_key(spec.name, curve=spec.curve, **options)
+        return client.create_oct_key(spec.name, size=spec.key_size, **options)
+
+    key = _hsm(intent, create, conflict_message=DELETED_NAME_TAKEN.format(name=spec.name, hsm=hsm.name))
+    policy = None
+    if spec.rotation_policy:
+        try:
+            with gateway.translated_errors():
+                policy = convert.rotation_policy_snapshot(client.update_key_rotation_policy(
+                    spec.name, convert.rotation_policy_for_sdk(spec.rotation_policy)))
+        except PortalError as exc:
+            with transaction.atomic():
+                key_record_upsert(hsm=hsm, snapshot=convert.key_snapshot(key),
+                                  versions=[convert.properties_snapshot(key.properties)],
+                                  rotation_policy=None)
+                audit_result(intent, ok=False, detail={"created": True, "error": exc.code,
+                                                       "message": "rotation policy refused"})
+            raise BadInput(f"The key was created, but the HSM refused its rotation policy: "
+                           f"{exc.message}") from exc
+    return _refresh(intent, hsm, key, policy=policy)
+
+
+def key_import(*, hsm: HsmInstance, name: str, jwk: dict, enabled: bool = True,
+               not_before: datetime | None = None, expires: datetime | None = None,
+               tags: dict | None = None, actor, request_id: str) -> KeyRecord:
+    """Import (BYOK) a key from a JWK, which may carry a wrapped key blob (key_hsm). Audited;
+    the key material goes to the HSM only, never to the audit trail, logs or database."""
+    name = name_validate(name)
+    if not isinstance(jwk, dict) or not jwk.get("kty"):
+        raise BadInput("The upload must be a JSON Web Key with a 'kty' member.",
+                       fields={"key": ["Upload a JSON Web Key (JWK) file."]})
+    kty = {"RSA": "RSA-HSM", "EC": "EC-HSM", "oct": "oct-HSM"}.get(jwk["kty"], jwk["kty"])
+    if kty not in ("RSA-HSM", "EC-HSM", "oct-HSM"):
+        raise BadInput(f"Key type {jwk['kty']} cannot be imported into a Managed HSM.",
+                       fields={"key": ["kty must be RSA, EC or oct (or their -HSM forms)."]})
+    tags = tags_validate(tags)
+    dates_validate(not_before, expires)
+    violations = [v for v in standards_violations(KeySpec(name=name, kty=kty, tags=tags,
+                                                          not_before=not_before, expires=expires))]
+    if violations:
+        raise BadInput("The key breaks the key standards: " + " ".join(violations),
+                       code="key_standards", fields={"standards": violations})
+    intent = _intent(actor=actor, action="key.import", hsm=hsm, name=name, request_id=request_id,
+                     detail={"kty": kty, "byok": "key_hsm" in jwk, "tags": tags})
+    key = _hsm(intent, lambda: gateway.keys(hsm).import_key(
+        name, convert.json_web_key(jwk), hardware_protected=True, enabled=enabled,
+        not_before=not_before, expires_on=expires, tags=tags or None),
+        conflict_message=DELETED_NAME_TAKEN.format(name=name, hsm=hsm.name))
+    return _refresh(intent, hsm, key)
+
+
+_UNSET = object()
+
+
+def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_UNSET,
+               not_before=_UNSET, expires=_UNSET, key_ops=_UNSET, tags=_UNSET,
+               confirm_name: str | None = None) -> KeyRecord:
+    """Update a key's attributes, tags or operations (latest version). Audited.
+
+    Disabling is dangerous and needs the typed confirmation. The result must still meet
+    the key standards.
+    """
+    record = key_get(hsm=hsm, name=name)
+    changes = {}
+    if enabled is not _UNSET and enabled is not None:
+        changes["enabled"] = bool(enabled)
+        if not enabled and record.enabled:
+            confirm(name, confirm_name)
+    new_nbf = record.not_before if not_before is _UNSET else not_before
+    new_exp = record.expires if expires is _UNSET else expires
+    if not_before is not _UNSET or expires is not _UNSET:
+        dates_validate(new_nbf, new_exp)
+        changes.update(not_before=new_nbf, expires_on=new_exp)
+    if key_ops is not _UNSET and key_ops is not None:
+        changes["key_operations"] = list(ops_validate(record.kty, key_ops))
+    if tags is not _UNSET and tags is not None:
+        changes["tags"] = tags_validate(tags)
+    if not changes:
+        raise BadInput("Nothing to change.")
+    after = KeySpec(name=name, kty=record.kty, key_size=record.key_size, curve=record.curve or None,
+                    tags=changes.get("tags", record.tags), not_before=new_nbf, expires=new_exp)
+    violations = standards_violations(after)
+    if violations:
+        raise BadInput("The change breaks the key standards: " + " ".join(violations),
+                       code="key_standards", fields={"standards": violations})
+    audit_changes = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in changes.items()}
+    action = "key.disable" if changes.get("enabled") is False else \
+        "key.enable" if changes.get("enabled") is True and len(changes) == 1 else "key.update"
+    intent = _intent(actor=actor, action=action, hsm=hsm, name=name, request_id=request_id,
+                     detail={"changes": audit_changes})
+    key = _hsm(intent, lambda: gateway.keys(hsm).update_key_properties(name, **changes))
+    # update_key_properties returns the key bundle of the updated version.
+    return _refresh(intent, hsm, key)
+
+
+def key_rotate(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRecord:
+    """Rotate a key in the HSM (a new version), then refresh its inventory row. Audited."""
+    key_get(hsm=hsm, name=name)
+    intent = _intent(actor=actor, action="key.rotate", hsm=hsm, name=name, request_id=request_id)
+    key = _hsm(intent, lambda: gateway.keys(hsm).rotate_key(name))
+    return _refresh(intent, hsm, key)
+
+
+def key_rotation_policy_set(*, hsm: HsmInstance, name: str, policy: dict | None, actor,
+                            request_id: str, confirm_name: str | None = None) -> KeyRecord:
+    """Set (or with policy None, clear) a key's rotation policy. Audited; clearing needs
+    the typed confirmation."""
+    record = key_get(hsm=hsm, name=name)
+    if policy is None:
+        confirm(name, confirm_name)
+    else:
+        policy = rotation.policy_validate(policy)
+    intent = _intent(actor=actor, action="key.rotation_policy.clear" if policy is None else
+                     "key.rotation_policy.set", hsm=hsm, name=name, request_id=request_id,
+                     detail={"policy": policy})
+    stored = _hsm(intent, lambda: gateway.keys(hsm).update_key_rotation_policy(
+        name, convert.rotation_policy_for_sdk(policy)))
+    with transaction.atomic():
+        record.rotation_policy = convert.rotation_policy_snapshot(stored)
+        record.has_rotation_policy = bool(record.rotation_policy)
+        record.save(update_fields=["rotation_policy", "has_rotation_policy"])
+        audit_result(intent, ok=True)
+    return record
+
+
+def key_backup(*, hsm: HsmInstance, name: str, actor, request_id: str) -> bytes:
+    """A single-key backup blob (encrypted by the HSM; restorable only into an HSM of the
+    same security domain). Audited; the blob is handed to the caller, never stored."""
+    key_get(hsm=hsm, name=name)
+    intent = _intent(actor=actor, action="key.backup", hsm=hsm, name=name, request_id=request_id)
+    blob = _hsm(intent, lambda: gateway.keys(hsm).backup_key(name))
+    audit_result(intent, ok=True, detail={"bytes": len(blob)})
+    return blob
+
+
+def key_restore(*, hsm: HsmInstance, blob: bytes, actor, request_id: str) -> KeyRecord:
+    """Restore a single-key backup blob into this HSM. Audited."""
+    if not blob or len(blob) > 1024 * 1024:
+        raise BadInput("Upload a key backup file (at most 1 MiB).", fields={"backup": ["Required."]})
+    intent = _intent(actor=actor, action="key.restore", hsm=hsm, name="(from backup)",
+                     request_id=request_id, detail={"bytes": len(blob)})
+    key = _hsm(intent, lambda: gateway.keys(hsm).restore_key_backup(blob), conflict_message=(
+        "A key with this backup's name already exists (or is deleted) on this HSM: delete and "
+        "purge it first, or restore into another HSM."))
+    return _refresh(intent, hsm, key, detail={"name": key.name})
+
+
+def key_delete(*, hsm: HsmInstance, name: str, actor, request_id: str,
+               confirm_name: str | None) -> KeyRecord:
+    """Soft-delete a key (recoverable for the HSM's retention days). Audited; needs the
+    typed confirmation."""
+    record = key_get(hsm=hsm, name=name)
+    confirm(name, confirm_name)
+    intent = _intent(actor=actor, action="key.delete", hsm=hsm, name=name, request_id=request_id)
+    deleted = _hsm(intent, lambda: gateway.keys(hsm).begin_delete_key(name).result())
+    with transaction.atomic():
+        snapshot = convert.deleted_snapshot(deleted)
+        record = key_record_upsert(hsm=hsm, snapshot={**snapshot, "name": name},
+                                   deleted=snapshot)
+        audit_result(intent, ok=True, detail={"scheduled_purge_on":
+                                              str(snapshot.get("scheduled_purge_on") or "")})
+    return record
+
+
+def key_recover(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRecord:
+    """Recover a soft-deleted key. Audited."""
+    name = name_validate(name)
+    intent = _intent(actor=actor, action="key.recover", hsm=hsm, name=name, request_id=request_id)
+    key = _hsm(intent, lambda: gateway.keys(hsm).begin_recover_deleted_key(name).result())
+    policy = _hsm(intent, lambda: convert.rotation_policy_snapshot(
+        gateway.keys(hsm).get_key_rotation_policy(name)))
+    return _refresh(intent, hsm, key, policy=policy)
+
+
+def key_purge(*, hsm: HsmInstance, name: str, actor, request_id: str,
+              confirm_name: str | None) -> None:
+    """Permanently delete a soft-deleted key. Audited; needs the typed confirmation; refused
+    by the HSM for a live key or under purge protection."""
+    name = name_validate(name)
+    confirm(name, confirm_name)
+    record = KeyRecord.objects.filter(hsm=hsm, name=name).first()
+    if record is not None and record.state == KeyRecord.State.ACTIVE:
+        raise Conflict(f"{name} is not deleted: delete it first, then purge it.")
+    intent = _intent(actor=actor, action="key.purge", hsm=hsm, name=name, request_id=request_id)
+    _hsm(intent, lambda: gateway.keys(hsm).purge_deleted_key(name))
+    with transaction.atomic():
+        KeyRecord.objects.filter(hsm=hsm, name=name).delete()
+        audit_result(intent, ok=True)
+
+
+def key_public(*, hsm: HsmInstance, name: str, fmt: str) -> tuple[bytes, str]:
+    """The key's public part, fetched from the HSM: JWK JSON or PEM (read-only)."""
+    import json
+
+    key_get(hsm=hsm, name=name)
+    with gateway.translated_errors():
+        key = gateway.keys(hsm).get_key(name)
+    if fmt == "jwk":
+        return json.dumps(convert.public_jwk(key), indent=2).encode(), "application/jwk+json"
+    if fmt == "pem":
+        pem = convert.public_pem(key)
+        if pem is None:
+            raise BadInput("Symmetric (oct) keys have no public part.")
+        return pem, "application/x-pem-file"
+    raise BadInput("Format must be jwk or pem.")
+
+
+def key_rotation_policy_get(*, hsm: HsmInstance, name: str) -> dict | None:
+    """A key's rotation policy, as the cache holds it."""
+    return key_get(hsm=hsm, name=name).rotation_policy
+
+
+# ---------------------------------------------------------------- inventory sync
+
+SYNC_LEASE = timezone.timedelta(minutes=15)
+
+
+def inventory_sync_start(*, hsm: HsmInstance, actor, request_id: str = "",
+                         full: bool = False) -> "Job":
+    """Queue an inventory sync of one HSM (a Job). Audited."""
+    from keys_app.tasks import inventory_sync_run as inventory_sync_run_task
+    from portal.jobs.services import job_create, job_enqueue_on_commit, job_target
+
+    with transaction.atomic():
+        job = job_create(kind="keys.inventory_sync", actor=actor, hsm=hsm, params={"full": full})
+        audit_record(actor=actor, action="inventory.sync.request", target=job_target(job),
+                     request_id=request_id, outcome=AuditEvent.Outcome.RECORDED,
+                     detail={"hsm": hsm.name, "full": full})
+        job_enqueue_on_commit(job=job, task=inventory_sync_run_task)
+    return job
+
+
+def _lease(hsm: HsmInstance, job_id: int) -> bool:
+    """Take the HSM's sync lease (a conditional UPDATE); False if another sync holds it."""
+    from keys_app.models import InventoryState
+    from django.db.models import Q
+
+    InventoryState.objects.get_or_create(hsm=hsm)
+    now = timezone.now()
+    return bool(InventoryState.objects.filter(hsm=hsm).filter(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_job_id=job_id)
+    ).update(lease_job_id=job_id, lease_until=now + SYNC_LEASE))
+
+
+def inventory_sync_run(*, job_id: int) -> None:
+    """Sync one HSM's keys into the cache; incremental unless the job asks for full.
+
+    Safe to run twice at once: a lease per HSM lets one run and the other finish at once.
+    Marks drift: keys created, changed or purged outside the portal since the last sync.
+    """
+    from keys_app.models import InventoryState
+    from portal.jobs.models import Job
+    from portal.jobs.services import job_finish, job_progress
+
+    job = Job.objects.select_related("hsm").get(pk=job_id)
+    hsm, full = job.hsm, bool(job.params.get("full"))
+    if not _lease(hsm, job_id):
+        job_finish(job_id=job_id, ok=True, result={"skipped": "another sync of this HSM is running"})
+        return
+    state = InventoryState.objects.get(hsm=hsm)
+    first_sync = state.last_synced_at is None
+    started = timezone.now()
+    counts = {"seen": 0, "fetched": 0, "deleted": 0, "removed": 0, "drift": 0}
+    try:
+        with gateway.translated_errors():
+            client = gateway.keys(hsm)
+            job_progress(job_id=job_id, percent=2, step="Listing keys")
+            items = list(client.list_properties_of_keys())
+            cached = {r.name: r for r in KeyRecord.objects.filter(hsm=hsm)}
+            total = max(1, len(items))
+            for index, props in enumerate(items, start=1):
+                counts["seen"] += 1
+                record = cached.get(props.name)
+                unchanged = (record is not None and record.state == KeyRecord.State.ACTIVE
+                             and record.updated_on == props.updated_on
+                             and record.version == (props.version or record.version))
+                if unchanged and not full:
+                    continue
+                key = client.get_key(props.name)
+                versions = [convert.properties_snapshot(v)
+                            for v in client.list_properties_of_key_versions(props.name)]
+                policy = convert.rotation_policy_snapshot(client.get_key_rotation_policy(props.name))
+                note = ""
+                if record is None and not first_sync:
+                    note = "created outside the portal"
+                elif record is not None and not unchanged:
+                    note = "changed outside the portal"
+                elif record is not None and record.rotation_policy != policy:
+                    note = "rotation policy changed outside the portal"
+                counts["fetched"] += 1
+                counts["drift"] += bool(note)
+                with transaction.atomic():
+                    key_record_upsert(hsm=hsm, snapshot=convert.key_snapshot(key),
+                                      versions=versions, rotation_policy=policy,
+                                      drift_note=note or (record.drift_note if record else ""))
+                if index % 25 == 0 or index == total:
+                    job_progress(job_id=job_id, percent=5 + int(80 * index / total),
+                                 step=f"Synced {index} of {total} keys")
+            job_progress(job_id=job_id, percent=88, step="Listing deleted keys")
+            deleted_names = set()
+            for deleted in client.list_deleted_keys():
+                deleted_names.add(deleted.name)
+                record = cached.get(deleted.name)
+                if record is not None and record.state == KeyRecord.State.DELETED and not full:
+                    continue
+                snapshot = convert.deleted_snapshot(deleted)
+                with transaction.atomic():
+                    key_record_upsert(hsm=hsm, snapshot={**snapshot, "name": deleted.name},
+                                      deleted=snapshot,
+                                      drift_note="deleted outside the portal" if record else "")
+                counts["deleted"] += 1
+        live = {props.name for props in items}
+        gone = [name for name in cached if name not in live and name not in deleted_names]
+        # Only rows this sync saw before it started: a key the portal created meanwhile stays.
+        counts["removed"] = KeyRecord.objects.filter(hsm=hsm, name__in=gone,
+                                                     synced_at__lt=started).delete()[0]
+    except Exception as exc:  # any failure ends the job visibly and frees the lease
+        InventoryState.objects.filter(hsm=hsm, lease_job_id=job_id).update(lease_until=None)
+        job_finish(job_id=job_id, ok=False, error=exc.message if isinstance(exc, PortalError)
+                   else f"Sync failed ({exc.__class__.__name__}).")
+        if not isinstance(exc, PortalError):
+            raise
+        return
+    InventoryState.objects.filter(hsm=hsm).update(
+        last_synced_at=timezone.now(), lease_until=None,
+        **({"last_full_sync_at": timezone.now()} if full else {}))
+    audit_record(actor=None, action="inventory.sync", target=f"hsm:{hsm.name}",
+                 outcome=AuditEvent.Outcome.SUCCEEDED, detail={"job": job_id, **counts})
+    job_finish(job_id=job_id, ok=True, result=counts)
+
+
+def inventory_sync_all() -> list[int]:
+    """Queue an incremental sync of every HSM (Celery beat). Returns the job ids."""
+    return [inventory_sync_start(hsm=hsm, actor=None).pk for hsm in HsmInstance.objects.all()]

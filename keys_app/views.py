@@ -1,0 +1,309 @@
+"""Key pages: inventory list, detail, and the actions (each calls one service)."""
+import csv
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views import View
+
+from keys_app import services
+from keys_app.forms import (ConfirmForm, KeyCreateForm, KeyFilterForm, KeyImportForm,
+                            KeyRestoreForm, KeyUpdateForm, RotationPolicyForm)
+from keys_app.selectors import inventory_state, key_activity, key_get, key_list
+from keys_app.spec import spec_from_request, standards_violations, tags_parse
+from portal.audit.export import safe_cell
+from portal.errors import BadInput, NotFound, PortalError
+from portal.gateway.selectors import hsm_get_for_user, hsm_list
+from portal.permissions import PortalPermissionMixin
+
+CSV_FIELDS = ("name", "state", "kty", "key_size", "curve", "enabled", "key_ops", "not_before",
+              "expires", "created_on", "updated_on", "has_rotation_policy", "version_count",
+              "tags_text", "drift_note")
+
+
+def _form_error(form) -> BadInput:
+    return BadInput("Please correct the highlighted fields.", fields=form.errors.get_json_data())
+
+
+def _act(request, call, success: str, fallback: str):
+    """Run one service call for a POST: flash the outcome, redirect to what it returns."""
+    try:
+        target = call()
+    except PortalError as exc:
+        messages.error(request, exc.message)
+        return redirect(fallback)
+    messages.success(request, success)
+    return redirect(target or fallback)
+
+
+class KeyDefaultView(PortalPermissionMixin, View):
+    required_permission = "keys_app.view_keyrecord"
+
+    def get(self, request):
+        hsm = hsm_list().first()
+        if hsm is None:
+            raise NotFound("No HSM is registered yet.")
+        return redirect("keys:key-list", hsm_id=hsm.name)
+
+
+class HsmKeyMixin(PortalPermissionMixin):
+    def setup(self, request, *args, **kwargs):
+        super().setup(request, *args, **kwargs)
+        self.hsm_id = kwargs["hsm_id"]
+
+    @property
+    def hsm(self):
+        if not hasattr(self, "_hsm"):
+            self._hsm = hsm_get_for_user(user=self.request.user, hsm_id=self.hsm_id)
+        return self._hsm
+
+    def list_url(self) -> str:
+        return reverse("keys:key-list", kwargs={"hsm_id": self.hsm_id})
+
+    def detail_url(self, name: str) -> str:
+        return reverse("keys:key-detail", kwargs={"hsm_id": self.hsm_id, "name": name})
+
+
+class KeyListView(HsmKeyMixin, View):
+    required_permission = "keys_app.view_keyrecord"
+
+    def get(self, request, hsm_id):
+        form = KeyFilterForm(request.GET)
+        if not form.is_valid():
+            raise _form_error(form)
+        keys = key_list(hsm=self.hsm, filters=form.to_filter())
+        if request.GET.get("export") == "csv":
+            return _csv(keys, f"keys-{self.hsm.name}.csv")
+        page = Paginator(keys, 50).get_page(request.GET.get("page"))
+        query = request.GET.copy()
+        query.pop("page", None)
+        return render(request, "keys_app/key_list.html", {
+            "hsm": self.hsm, "hsms": hsm_list(), "form": form, "page": page,
+            "query": query.urlencode(), "state": inventory_state(hsm=self.hsm)})
+
+
+def _csv(keys, filename: str) -> StreamingHttpResponse:
+    class Echo:
+        def write(self, value):
+            return value
+
+    writer = csv.writer(Echo())
+
+    def lines():
+        yield writer.writerow(CSV_FIELDS)
+        for key in keys.iterator(chunk_size=1000):
+            yield writer.writerow([safe_cell(getattr(key, name) if getattr(key, name) is not None
+                                             else "") for name in CSV_FIELDS])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+class KeySyncView(HsmKeyMixin, View):
+    required_permission = "keys_app.sync_keyrecord"
+
+    def post(self, request, hsm_id):
+        return _act(request, lambda: services.inventory_sync_start(
+            hsm=self.hsm, actor=request.user, request_id=request.id,
+            full=request.POST.get("full") == "1").get_absolute_url(),
+            "Inventory refresh queued.", self.list_url())
+
+
+class KeyCreateView(HsmKeyMixin, View):
+    required_permission = {"GET": "keys_app.add_keyrecord", "POST": "keys_app.add_keyrecord"}
+
+    def get(self, request, hsm_id):
+        return render(request, "keys_app/key_create.html",
+                      {"hsm": self.hsm, "form": KeyCreateForm(initial={"preset": "cmk-wrapping"})})
+
+    def post(self, request, hsm_id):
+        form = KeyCreateForm(request.POST)
+        if form.is_valid():
+            try:
+                record = services.key_create(hsm=self.hsm, spec=spec_from_request(form.request_data()),
+                                             actor=request.user, request_id=request.id)
+            except PortalError as exc:
+                for field, errors in exc.fields.items():
+                    for error in errors if isinstance(errors, list) else [errors]:
+                        form.add_error(field if field in form.fields else None, str(error))
+                messages.error(request, exc.message)
+            else:
+                messages.success(request, f"Created {record.name}.")
+                return redirect(self.detail_url(record.name))
+        return render(request, "keys_app/key_create.html", {"hsm": self.hsm, "form": form},
+                      status=400)
+
+
+class KeyImportView(HsmKeyMixin, View):
+    required_permission = "keys_app.add_keyrecord"
+
+    def get(self, request, hsm_id):
+        return render(request, "keys_app/key_import.html", {"hsm": self.hsm, "form": KeyImportForm(),
+                                                            "restore_form": KeyRestoreForm()})
+
+    def post(self, request, hsm_id):
+        form = KeyImportForm(request.POST, request.FILES)
+        if not form.is_valid():
+            return render(request, "keys_app/key_import.html", {
+                "hsm": self.hsm, "form": form, "restore_form": KeyRestoreForm()}, status=400)
+        return _act(request, lambda: services.key_import(
+            hsm=self.hsm, name=form.cleaned_data["name"], jwk=form.jwk(),
+            tags=tags_parse(form.cleaned_data["tags"]), expires=form.cleaned_data["expires"],
+            actor=request.user, request_id=request.id).get_absolute_url(),
+            "Imported the key.", reverse("keys:key-import", kwargs={"hsm_id": hsm_id}))
+
+
+class KeyRestoreView(HsmKeyMixin, View):
+    required_permission = "keys_app.backup_keyrecord"
+
+    def post(self, request, hsm_id):
+        form = KeyRestoreForm(request.POST, request.FILES)
+        if not form.is_valid():
+            messages.error(request, "Choose a key backup file.")
+            return redirect("keys:key-import", hsm_id=hsm_id)
+        blob = form.cleaned_data["backup_file"].read(1024 * 1024 + 1)
+        return _act(request, lambda: services.key_restore(
+            hsm=self.hsm, blob=blob, actor=request.user, request_id=request.id
+        ).get_absolute_url(), "Restored the key from its backup.",
+            reverse("keys:key-import", kwargs={"hsm_id": hsm_id}))
+
+
+class KeyDetailView(HsmKeyMixin, View):
+    required_permission = "keys_app.view_keyrecord"
+
+    def get(self, request, hsm_id, name):
+        record = key_get(hsm=self.hsm, name=name)
+        policy = record.rotation_policy or {}
+        policy_initial = {"expires_after": policy.get("expires_after")}
+        for action in policy.get("lifetime_actions", []):
+            if action["action"] == "Rotate":
+                policy_initial["rotate_after_create"] = action.get("time_after_create")
+                policy_initial["rotate_before_expiry"] = action.get("time_before_expiry")
+            else:
+                policy_initial["notify_before_expiry"] = action.get("time_before_expiry")
+        return render(request, "keys_app/key_detail.html", {
+            "hsm": self.hsm, "key": record, "versions": record.versions.all()[:100],
+            "activity": key_activity(hsm=self.hsm, name=name),
+            "violations": standards_violations(record),
+            "update_form": KeyUpdateForm.for_record(record),
+            "policy_form": RotationPolicyForm(initial=policy_initial),
+            "confirm_form": ConfirmForm()})
+
+
+class KeyUpdateView(HsmKeyMixin, View):
+    required_permission = "keys_app.change_keyrecord"
+
+    def post(self, request, hsm_id, name):
+        form = KeyUpdateForm(request.POST)
+        if not form.is_valid():
+            messages.error(request, "Please correct the attributes: " + form.errors.as_text())
+            return redirect(self.detail_url(name))
+        data = form.cleaned_data
+        return _act(request, lambda: services.key_update(
+            hsm=self.hsm, name=name, actor=request.user, request_id=request.id,
+            enabled=data["enabled"], not_before=data["not_before"], expires=data["expires"],
+            key_ops=data["key_ops"] or None, tags=tags_parse(data["tags"]),
+            confirm_name=data["confirm_name"]).get_absolute_url(),
+            f"Updated {name}.", self.detail_url(name))
+
+
+class KeyRotateView(HsmKeyMixin, View):
+    required_permission = "keys_app.rotate_keyrecord"
+
+    def post(self, request, hsm_id, name):
+        return _act(request, lambda: services.key_rotate(
+            hsm=self.hsm, name=name, actor=request.user, request_id=request.id
+        ).get_absolute_url(), f"Rotated {name}: a new version is current.", self.detail_url(name))
+
+
+class KeyRotationPolicyView(HsmKeyMixin, View):
+    required_permission = "keys_app.change_keyrecord"
+
+    def post(self, request, hsm_id, name):
+        if request.POST.get("clear"):
+            confirm_name = request.POST.get("confirm_name")
+            return _act(request, lambda: services.key_rotation_policy_set(
+                hsm=self.hsm, name=name, policy=None, confirm_name=confirm_name,
+                actor=request.user, request_id=request.id).get_absolute_url(),
+                f"Cleared the rotation policy of {name}.", self.detail_url(name))
+        form = RotationPolicyForm(request.POST)
+        form.is_valid()
+        policy = form.rotation_policy()
+        if policy is None:
+            messages.error(request, "Give at least one rotation or notification trigger.")
+            return redirect(self.detail_url(name))
+        return _act(request, lambda: services.key_rotation_policy_set(
+            hsm=self.hsm, name=name, policy=policy, actor=request.user, request_id=request.id
+        ).get_absolute_url(), f"Set the rotation policy of {name}.", self.detail_url(name))
+
+
+class KeyBackupView(HsmKeyMixin, View):
+    required_permission = "keys_app.backup_keyrecord"
+
+    def post(self, request, hsm_id, name):
+        try:
+            blob = services.key_backup(hsm=self.hsm, name=name, actor=request.user,
+                                       request_id=request.id)
+        except PortalError as exc:
+            messages.error(request, exc.message)
+            return redirect(self.detail_url(name))
+        response = HttpResponse(blob, content_type="application/octet-stream")
+        response["Content-Disposition"] = f'attachment; filename="{self.hsm.name}-{name}.keybackup"'
+        return response
+
+
+class KeyPublicView(HsmKeyMixin, View):
+    required_permission = "keys_app.view_keyrecord"
+
+    def get(self, request, hsm_id, name, fmt):
+        body, content_type = services.key_public(hsm=self.hsm, name=name, fmt=fmt)
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
+        return response
+
+
+class KeyDeleteView(HsmKeyMixin, View):
+    required_permission = "keys_app.delete_keyrecord"
+
+    def post(self, request, hsm_id, name):
+        return _act(request, lambda: services.key_delete(
+            hsm=self.hsm, name=name, actor=request.user, request_id=request.id,
+            confirm_name=request.POST.get("confirm_name")) and
+            reverse("keys:deleted-list", kwargs={"hsm_id": hsm_id}),
+            f"Deleted {name}; it can be recovered until its purge date.", self.detail_url(name))
+
+
+class DeletedKeyListView(HsmKeyMixin, View):
+    required_permission = "keys_app.view_keyrecord"
+
+    def get(self, request, hsm_id):
+        from keys_app.selectors import KeyFilter
+
+        keys = key_list(hsm=self.hsm, filters=KeyFilter(state="deleted", sort="name"))
+        return render(request, "keys_app/deleted_key_list.html", {
+            "hsm": self.hsm, "page": Paginator(keys, 50).get_page(request.GET.get("page")),
+            "state": inventory_state(hsm=self.hsm)})
+
+
+class KeyRecoverView(HsmKeyMixin, View):
+    required_permission = "keys_app.delete_keyrecord"
+
+    def post(self, request, hsm_id, name):
+        return _act(request, lambda: services.key_recover(
+            hsm=self.hsm, name=name, actor=request.user, request_id=request.id
+        ).get_absolute_url(), f"Recovered {name}.",
+            reverse("keys:deleted-list", kwargs={"hsm_id": hsm_id}))
+
+
+class KeyPurgeView(HsmKeyMixin, View):
+    required_permission = "keys_app.purge_keyrecord"
+
+    def post(self, request, hsm_id, name):
+        return _act(request, lambda: services.key_purge(
+            hsm=self.hsm, name=name, actor=request.user, request_id=request.id,
+            confirm_name=request.POST.get("confirm_name")) or
+            reverse("keys:deleted-list", kwargs={"hsm_id": hsm_id}),
+            f"Purged {name} permanently.", reverse("keys:deleted-list", kwargs={"hsm_id": hsm_id}))
