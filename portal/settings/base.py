@@ -187,10 +187,12 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 _broker_dir = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem"):
-    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    for _folder in ("processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir), "data_folder_out": str(_broker_dir),
-        "processed_folder": str(_broker_dir / "processed"), "store_processed": False}
+        "processed_folder": str(_broker_dir / "processed"), "store_processed": False,
+        "control_folder": str(_broker_dir / "control")}
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ACKS_LATE = True

@@ -1,0 +1,125 @@
+"""The inventory cache: sync, drift, leases, list filters, CSV export."""
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from keys_app import services
+from keys_app.models import InventoryState, KeyRecord
+from keys_app.tasks import inventory_sync_run
+from portal import gateway
+from portal.jobs.models import Job
+
+OWNER = {"owner": "payments"}
+
+
+def run_sync(hsm, admin, full=False) -> Job:
+    job = Job.objects.create(kind="keys.inventory_sync", actor=admin, hsm=hsm, params={"full": full})
+    inventory_sync_run.apply(args=[job.pk], task_id=f"sync-{job.pk}")
+    return Job.objects.get(pk=job.pk)
+
+
+def test_sync_finds_keys_made_outside_the_portal_and_marks_drift(hsm, admin, key_name):
+    client = gateway.keys(hsm)
+    client.create_ec_key(f"{key_name}-a", hardware_protected=True, tags=OWNER)
+    first = run_sync(hsm, admin)
+    assert first.status == "succeeded" and first.progress == 100
+    record = KeyRecord.objects.get(hsm=hsm, name=f"{key_name}-a")
+    assert record.kty == "EC-HSM" and not record.drift  # the first sync adopts what is there
+
+    client.create_oct_key(f"{key_name}-b", size=256, hardware_protected=True, tags=OWNER)
+    client.update_key_properties(f"{key_name}-a", tags={"owner": "someone-else"})
+    second = run_sync(hsm, admin)
+    assert second.result["fetched"] == 2
+    new = KeyRecord.objects.get(hsm=hsm, name=f"{key_name}-b")
+    assert new.drift and new.drift_note == "created outside the portal"
+    assert new.key_size == 256
+    changed = KeyRecord.objects.get(hsm=hsm, name=f"{key_name}-a")
+    assert changed.drift_note == "changed outside the portal"
+    assert changed.tags == {"owner": "someone-else"}
+    assert InventoryState.objects.get(hsm=hsm).last_synced_at is not None
+
+    third = run_sync(hsm, admin)
+    assert third.result["fetched"] == 0  # incremental: nothing changed
+
+
+def test_sync_removes_keys_purged_outside_the_portal(hsm, admin, key_name):
+    client = gateway.keys(hsm)
+    client.create_oct_key(key_name, size=128, hardware_protected=True, tags=OWNER)
+    run_sync(hsm, admin)
+    client.begin_delete_key(key_name).wait()
+    run_sync(hsm, admin)
+    assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "deleted"
+    client.purge_deleted_key(key_name)
+    run_sync(hsm, admin)
+    assert not KeyRecord.objects.filter(hsm=hsm, name=key_name).exists()
+
+
+def test_two_syncs_at_once_run_one(hsm, admin):
+    other = Job.objects.create(kind="keys.inventory_sync", hsm=hsm, status="running")
+    assert services._lease(hsm, other.pk)  # another sync holds the lease
+    job = run_sync(hsm, admin)
+    assert job.status == "succeeded" and "skipped" in job.result
+    InventoryState.objects.filter(hsm=hsm).update(lease_until=timezone.now() - timedelta(seconds=1))
+    assert run_sync(hsm, admin).result.get("skipped") is None  # an expired lease is taken over
+
+
+def test_refresh_button_queues_a_sync_job(client, admin, hsm, django_capture_on_commit_callbacks):
+    client.force_login(admin)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(f"/hsms/{hsm.name}/keys/refresh/")
+    job = Job.objects.get(kind="keys.inventory_sync")
+    assert response["Location"] == f"/jobs/{job.pk}/"
+    assert len(callbacks) == 1
+
+
+@pytest.fixture
+def inventory(hsm):
+    now = timezone.now()
+    rows = [
+        ("alpha-rsa", "RSA-HSM", now + timedelta(days=10), {"owner": "a", "env": "prod"}, True),
+        ("beta-ec", "EC-HSM", now + timedelta(days=200), {"owner": "b"}, False),
+        ("gamma-aes", "oct-HSM", now - timedelta(days=1), {"owner": "a", "env": "dev"}, True),
+        ("delta-rsa", "RSA-HSM", None, {"owner": "d"}, False),
+    ]
+    for name, kty, expires, tags, policy in rows:
+        KeyRecord.objects.create(drift_note='=HYPERLINK("x")' if name == "delta-rsa" else "",hsm=hsm, name=name, kty=kty, expires=expires, tags=tags,
+                                 tags_text="\n".join(f"{k}={v}" for k, v in sorted(tags.items())),
+                                 has_rotation_policy=policy, created_on=now, updated_on=now)
+
+
+@pytest.mark.parametrize("query,names", [
+    ({}, ["alpha-rsa", "beta-ec", "delta-rsa", "gamma-aes"]),
+    ({"q": "rsa"}, ["alpha-rsa", "delta-rsa"]),
+    ({"kty": "EC-HSM"}, ["beta-ec"]),
+    ({"tag": "env"}, ["alpha-rsa", "gamma-aes"]),
+    ({"tag": "env=prod"}, ["alpha-rsa"]),
+    ({"tag": "owner=a"}, ["alpha-rsa", "gamma-aes"]),
+    ({"expiry": "30d"}, ["alpha-rsa"]),
+    ({"expiry": "expired"}, ["gamma-aes"]),
+    ({"expiry": "none"}, ["delta-rsa"]),
+    ({"rotation": "no"}, ["beta-ec", "delta-rsa"]),
+    ({"sort": "-name"}, ["gamma-aes", "delta-rsa", "beta-ec", "alpha-rsa"]),
+])
+def test_list_filters(api_as, auditor, inventory, hsm, query, names):
+    response = api_as(auditor).get(f"/api/v1/hsms/{hsm.name}/keys/", query)
+    assert [k["name"] for k in response.json()["results"]] == names
+
+
+def test_list_page_marks_expiring_keys_and_shows_cache_age(client, auditor, inventory, hsm):
+    client.force_login(auditor)
+    html = client.get(f"/hsms/{hsm.name}/keys/").content.decode()
+    assert 'class="expiring' in html and 'class="expired' in html
+    assert "has not been synced yet" in html
+
+
+def test_csv_export_is_formula_safe(client, auditor, inventory, hsm):
+    client.force_login(auditor)
+    response = client.get(f"/hsms/{hsm.name}/keys/", {"export": "csv"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert len(rows) == 4
+    delta = next(r for r in rows if r["name"] == "delta-rsa")
+    assert delta["drift_note"] == "'=HYPERLINK(\"x\")"
+    assert all(not value.startswith(("=", "+", "-", "@")) for r in rows for value in r.values())
