@@ -1,0 +1,105 @@
+"""The auditor's page and API with a million audit events: server time per request.
+
+Fills a scratch database with N valid chain rows (COPY), then times the page and the API
+unfiltered, filtered (actor, action prefix, target prefix, outcome, time window) and deep
+in the trail (keyset cursor), plus `audit_verify` over the whole chain.
+Run: .venv/bin/python bench/audit_bench.py [--events 1000000] [--repeat 30]
+"""
+import argparse
+import time
+from datetime import timedelta
+
+from _django import drop_database, setup_django, summary, timed
+
+DB = "portal_bench_audit"
+
+
+def fill(count: int) -> None:
+    import json
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from portal.audit.chain import GENESIS_HASH, event_hash
+
+    actors = [f"user{n}" for n in range(50)]
+    actions = ["key.create", "key.rotate", "key.delete", "role.grant", "backup.start", "auth.sign_in"]
+    outcomes = ["intent", "succeeded", "failed", "recorded"]
+    start = timezone.now() - timedelta(days=365)
+    prev = GENESIS_HASH
+    with connection.cursor() as cursor:
+        with cursor.copy("COPY audit_auditevent (seq, time, actor_id, actor_name, role, "
+                         "request_id, action, target, outcome, detail, prev_hash, hash) "
+                         "FROM STDIN") as copy:
+            for seq in range(1, count + 1):
+                row = {"seq": seq, "time": start + timedelta(seconds=seq * 30),
+                       "actor_id": str(seq % 50), "actor_name": actors[seq % 50],
+                       "role": "admin", "request_id": f"r{seq:x}",
+                       "action": actions[seq % len(actions)],
+                       "target": f"hsm:primary/key:key-{seq % 5000}",
+                       "outcome": outcomes[seq % len(outcomes)], "detail": {"n": seq % 7},
+                       "prev_hash": prev}
+                row["hash"] = event_hash(row)
+                prev = row["hash"]
+                copy.write_row([row["seq"], row["time"], row["actor_id"], row["actor_name"],
+                                row["role"], row["request_id"], row["action"], row["target"],
+                                row["outcome"], json.dumps(row["detail"]), row["prev_hash"],
+                                row["hash"]])
+        cursor.execute("UPDATE audit_auditchainhead SET seq = %s, hash = %s WHERE id = 1",
+                       [count, prev])
+        cursor.execute("ANALYZE audit_auditevent")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=30)
+    args = parser.parse_args()
+    setup_django(DB)
+    try:
+        from django.conf import settings
+        from django.contrib.auth import get_user_model
+        from django.contrib.auth.models import Group
+        from django.test import Client
+
+        from portal.audit.services import audit_verify
+        from portal.permissions import sync_roles
+
+        settings.ALLOWED_HOSTS = ["testserver"]
+        started = time.perf_counter()
+        fill(args.events)
+        print(f"filled {args.events:,} chained audit events in {time.perf_counter() - started:.1f} s")
+        sync_roles()
+        auditor = get_user_model().objects.create_user("bench-auditor")
+        auditor.groups.add(Group.objects.get(name="auditor"))
+        client = Client()
+        client.force_login(auditor)
+        middle = args.events // 2
+        cases = [
+            ("page, newest 50", "/audit/", {}),
+            ("page, actor", "/audit/", {"actor": "user7"}),
+            ("page, action prefix", "/audit/", {"action": "key.rot"}),
+            ("page, target prefix", "/audit/", {"target": "hsm:primary/key:key-4999"}),
+            ("page, outcome", "/audit/", {"outcome": "failed"}),
+            ("page, time window", "/audit/", {"since": "2026-03-01 00:00", "until": "2026-03-02 00:00"}),
+            ("page, deep cursor", "/audit/", {"before": middle}),
+            ("api, newest 50", "/api/v1/audit-events/", {}),
+            ("api, actor + deep cursor", "/api/v1/audit-events/", {"actor": "user3", "before": middle}),
+        ]
+        print(f"\nserver time per request with {args.events:,} events (Django test client, PostgreSQL):")
+        for label, path, query in cases:
+            def call(path=path, query=query):
+                response = client.get(path, query)
+                assert response.status_code == 200, (path, response.status_code)
+            print(f"  {label:28} {summary(timed(call, args.repeat))}")
+        started = time.perf_counter()
+        report = audit_verify()
+        elapsed = time.perf_counter() - started
+        print(f"\naudit_verify: {report.checked:,} rows in {elapsed:.1f} s "
+              f"({report.checked / elapsed:,.0f} rows/s), ok={report.ok}")
+    finally:
+        drop_database(DB)
+
+
+if __name__ == "__main__":
+    main()
