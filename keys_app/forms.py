@@ -6,7 +6,7 @@ from keys_app.spec import KEY_TYPES, PRESETS, tags_parse
 from portal.errors import BadInput
 
 ALL_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]
-DATETIME = {"widget": forms.DateTimeInput(attrs={"type": "datetime-local"}),
+DATETIME = {"widget": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
             "required": False, "help_text": "UTC"}
 
 

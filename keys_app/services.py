@@ -103,13 +103,25 @@ def _versions(hsm: HsmInstance, name: str) -> list[dict]:
             for props in gateway.keys(hsm).list_properties_of_key_versions(name)]
 
 
-def _refresh(intent: AuditEvent, hsm: HsmInstance, key, *, policy=False, detail=None) -> KeyRecord:
-    """After a successful write: re-read versions, update the cache, audit success."""
+def _refresh(intent: AuditEvent, hsm: HsmInstance, key, *, policy=False, detail=None,
+             reload_versions: bool = False) -> KeyRecord:
+    """After a successful write: update the cache from the returned key, audit success.
+
+    The returned bundle is the version written (create, rotate, import, update), so only
+    that version's row changes; restore and recover reload every version from the HSM.
+    """
     snapshot = convert.key_snapshot(key)
-    versions = _hsm(intent, lambda: _versions(hsm, snapshot["name"]))
+    versions = _hsm(intent, lambda: _versions(hsm, snapshot["name"])) if reload_versions else None
     with transaction.atomic():
         record = key_record_upsert(hsm=hsm, snapshot=snapshot, versions=versions,
                                    rotation_policy=policy)
+        if versions is None:
+            version_fields = ("enabled", "not_before", "expires", "created_on", "updated_on")
+            KeyVersionRecord.objects.update_or_create(
+                key=record, version=snapshot["version"],
+                defaults={name: snapshot.get(name) for name in version_fields})
+            record.version_count = record.versions.count()
+            record.save(update_fields=["version_count"])
         audit_result(intent, ok=True, detail={"version": snapshot["version"], **(detail or {})})
     return record
 
@@ -284,7 +296,7 @@ def key_restore(*, hsm: HsmInstance, blob: bytes, actor, request_id: str) -> Key
     key = _hsm(intent, lambda: gateway.keys(hsm).restore_key_backup(blob), conflict_message=(
         "A key with this backup's name already exists (or is deleted) on this HSM: delete and "
         "purge it first, or restore into another HSM."))
-    return _refresh(intent, hsm, key, detail={"name": key.name})
+    return _refresh(intent, hsm, key, detail={"name": key.name}, reload_versions=True)
 
 
 def key_delete(*, hsm: HsmInstance, name: str, actor, request_id: str,
@@ -311,7 +323,7 @@ def key_recover(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRe
     key = _hsm(intent, lambda: gateway.keys(hsm).begin_recover_deleted_key(name).result())
     policy = _hsm(intent, lambda: convert.rotation_policy_snapshot(
         gateway.keys(hsm).get_key_rotation_policy(name)))
-    return _refresh(intent, hsm, key, policy=policy)
+    return _refresh(intent, hsm, key, policy=policy, reload_versions=True)
 
 
 def key_purge(*, hsm: HsmInstance, name: str, actor, request_id: str,
