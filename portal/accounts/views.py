@@ -1,13 +1,39 @@
-"""Sign-in and sign-out with local accounts, both audited."""
+"""Sign-in and sign-out with local accounts, both audited; repeated failures lock sign-in."""
+from datetime import timedelta
+
 from django.contrib.auth import views as auth_views
+from django.utils import timezone
 
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
 
 
+MAX_FAILURES = 5
+LOCKOUT = timedelta(minutes=15)
+
+
+def recent_failures(username: str) -> int:
+    """Failed sign-ins for this username in the lockout window (read from the audit trail)."""
+    return AuditEvent.objects.filter(target=f"user:{username[:150]}", action="auth.sign_in",
+                                     outcome=AuditEvent.Outcome.DENIED,
+                                     time__gte=timezone.now() - LOCKOUT).count()
+
+
 class SignInView(auth_views.LoginView):
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        username = (request.POST.get("username") or "")[:150]
+        if recent_failures(username) >= MAX_FAILURES:
+            # Refused before the password is even checked, so guessing gains nothing.
+            audit_record(actor=None, action="auth.sign_in", target=f"user:{username}",
+                         request_id=request.id, outcome=AuditEvent.Outcome.DENIED,
+                         detail={"reason": "locked after repeated failures"})
+            form = self.get_form_class()(request)  # unbound: the password is never checked
+            return self.render_to_response(self.get_context_data(form=form, locked=True),
+                                           status=429)
+        return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
         user = form.get_user()

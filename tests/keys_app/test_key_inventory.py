@@ -123,3 +123,17 @@ def test_csv_export_is_formula_safe(client, auditor, inventory, hsm):
     delta = next(r for r in rows if r["name"] == "delta-rsa")
     assert delta["drift_note"] == "'=HYPERLINK(\"x\")"
     assert all(not value.startswith(("=", "+", "-", "@")) for r in rows for value in r.values())
+
+
+def test_standards_report_names_keys_that_break_the_standards(api_as, auditor, inventory, hsm):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    KeyRecord.objects.filter(name="beta-ec").update(tags={}, tags_text="")
+    report = api_as(auditor).get(f"/api/v1/hsms/{hsm.name}/keys/standards-report/").json()
+    assert [entry["name"] for entry in report["violations"]] == ["beta-ec"]
+    assert "owner" in report["violations"][0]["violations"][0]
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("key_standards_report", stdout=out)
+    assert "primary/beta-ec" in out.getvalue()

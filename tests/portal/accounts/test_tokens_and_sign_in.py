@@ -55,3 +55,12 @@ def test_seed_demo_users_creates_one_user_per_role_once(db):
     out = io.StringIO()
     call_command("seed_demo_users", stdout=out)
     assert "with password" not in out.getvalue()
+
+
+def test_repeated_failures_lock_sign_in_even_with_the_right_password(client, admin):
+    for _ in range(5):
+        client.post("/accounts/login/", {"username": admin.username, "password": "guess"})
+    response = client.post("/accounts/login/", {"username": admin.username, "password": PASSWORD})
+    assert response.status_code == 429
+    assert b"Too many failed sign-ins" in response.content
+    assert "_auth_user_id" not in client.session
