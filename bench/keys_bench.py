@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _django import ROOT, drop_database, setup_django, summary, timed
+from _django import drop_database, setup_django, summary, timed
 
 DB = "portal_bench_keys"
 

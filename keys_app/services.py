@@ -12,8 +12,7 @@ from django.utils import timezone
 
 from keys_app.models import KeyRecord, KeyVersionRecord
 from keys_app.selectors import key_get
-from keys_app.spec import KeySpec, dates_validate, name_validate, ops_validate, spec_build, \
-    standards_violations, tags_validate
+from keys_app.spec import KeySpec, dates_validate, name_validate, ops_validate, standards_violations, tags_validate
 from keys_app import rotation
 from portal import gateway
 from portal.audit.models import AuditEvent
@@ -21,6 +20,7 @@ from portal.audit.services import audit_record, audit_result
 from portal.errors import BadInput, Conflict, PortalError
 from portal.gateway import convert
 from portal.gateway.models import HsmInstance
+from portal.jobs.models import Job
 
 DELETED_NAME_TAKEN = ("A deleted key named {name} exists on {hsm}: recover it or purge it "
                       "first (Deleted keys).")
@@ -370,7 +370,7 @@ SYNC_LEASE = timezone.timedelta(minutes=15)
 
 
 def inventory_sync_start(*, hsm: HsmInstance, actor, request_id: str = "",
-                         full: bool = False) -> "Job":
+                         full: bool = False) -> Job:
     """Queue an inventory sync of one HSM (a Job). Audited."""
     from keys_app.tasks import inventory_sync_run as inventory_sync_run_task
     from portal.jobs.services import job_create, job_enqueue_on_commit, job_target

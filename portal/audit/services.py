@@ -7,7 +7,7 @@ from django.utils import timezone
 from portal.audit.chain import GENESIS_HASH, ChainReport, verify_rows, event_hash
 from portal.audit.models import AuditChainHead, AuditEvent
 from portal.audit.redaction import redact
-from portal.errors import AuditUnavailable
+from portal.errors import AuditUnavailable, BadInput
 from portal.permissions import user_role
 
 logger = logging.getLogger(__name__)
@@ -86,8 +86,6 @@ def audit_export(*, actor, filters, fmt: str, request_id: str):
     from portal.audit.selectors import audit_event_list_for_export
 
     if fmt not in ("csv", "json"):
-        from portal.errors import BadInput
-
         raise BadInput("Export format must be 'csv' or 'json'.")
     audit_record(actor=actor, action="audit.export", target="audit",
                  request_id=request_id, outcome=AuditEvent.Outcome.RECORDED,

@@ -2,7 +2,6 @@
 import base64
 import json
 
-import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from keys_app.models import KeyRecord

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["/", "/hsms/", "/jobs/", "/audit/", "/api/docs/", "/accounts/login/"]

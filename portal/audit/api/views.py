@@ -9,6 +9,7 @@ from portal.audit.api.serializers import AuditEventOutput
 from portal.audit.forms import AuditFilterForm
 from portal.audit.selectors import audit_event_page
 from portal.audit.views import export_response, parsed_filter
+from portal.errors import NotAllowed
 
 _FILTER_PARAMS = [OpenApiParameter(name, OpenApiTypes.STR, required=False)
                   for name in AuditFilterForm.base_fields if name != "before"] + [
@@ -28,8 +29,6 @@ class AuditEventListApi(APIView):
         fmt = request.query_params.get("export")
         if fmt:
             if not request.user.has_perm("audit.export_auditevent"):
-                from portal.errors import NotAllowed
-
                 raise NotAllowed("Exporting the audit trail needs the export permission.")
             return export_response(request, form.to_filter(), fmt)
         events, next_before = audit_event_page(filters=form.to_filter(),
