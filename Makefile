@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test deps node-deps browser services bench clean
+.PHONY: run test lint deps node-deps browser services bench clean
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,10 @@ services:
 run: deps
 	$(PY) deploy/run_local.py
 
-test: deps browser services
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check --select F,E9,B --ignore B008,B904 portal keys_app dr_app hsm_emulator bench tests deploy
+
+test: deps browser services lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: deps
