@@ -1,0 +1,237 @@
+"""The data-plane endpoint of one emulated Managed HSM, as an ASGI app.
+
+Per request, in this order (the order the service answers in):
+
+1. ``/_emulator/*`` test controls (loopback only, no token): ``GET health``,
+   ``GET|POST|DELETE faults``.
+2. Injected faults (latency, then the injected error) and, with ``--throttle``, 429s.
+3. Challenge authentication before anything looks at the body: no bearer token → 401
+   with ``WWW-Authenticate: Bearer authorization="<login host>/<tenant>",
+   resource="https://managedhsm.azure.net"``, an empty body on key routes and ``OK`` on
+   RBAC/settings routes; a token that fails validation (signature, issuer, tenant,
+   audience, dates, ``alg``) → the same 401 with an ``Unauthorized`` error body.
+4. ``api-version`` required on every route but LRO status polls, checked against the
+   versions the service accepts → 400 ``BadParameter``.
+5. Route match → 404/405; then the caller's ``oid`` must hold the route's data action
+   at one of its scopes (local RBAC) → 403 ``AccessDenied``.
+6. The handler; every response carries the service's headers (§1.4 of the reference).
+
+The challenge names the emulator's own tenant so that azure-identity, asked for a token
+for that tenant, stays within the credential's tenant; the host in the ``authorization``
+URL is not used for token requests when the credential has its own authority.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from concurrent.futures import Executor
+from typing import Optional
+from urllib.parse import unquote
+
+from .errors import HsmError, access_denied, bad_parameter
+from .faults import FaultInjector, Throttle
+from .hsm import HsmProperties, SecurityDomain
+from .keys import KeyStore
+from .rbac import Rbac
+from .routing import Call, Reply, Route, dumps, is_loopback
+from .settings import Settings
+from .state import Sealer, Store
+from .tokens import HSM_RESOURCE, TokenValidator
+
+LATEST_API_VERSION = "2025-07-01"
+API_VERSIONS = frozenset({
+    "2025-07-01", "7.6", "7.5", "7.4", "7.3", "7.2", "7.1", "7.0", "2016-10-01",
+    # Sent by other official clients (Azure CLI and the preview SDKs).
+    "7.6-preview.2", "7.6-preview.1", "7.5-preview.1", "7.4-preview.1", "7.3-preview", "7.2-preview",
+})
+BUILD_VERSION = "1.0.20260320-2-76f00f12-develop"
+LOGIN_HOST = "https://login.microsoftonline.com"
+
+_STATIC_HEADERS = [
+    (b"cache-control", b"no-cache"),
+    (b"content-security-policy", b"default-src 'self'"),
+    (b"content-type", b"application/json; charset=utf-8"),
+    (b"strict-transport-security", b"max-age=31536000; includeSubDomains"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"SAMEORIGIN"),
+]
+_BUILD_HEADER = (b"x-ms-build-version", BUILD_VERSION.encode())
+class HsmApp:
+    """One HSM: its keys, RBAC, settings and faults, served as an ASGI callable."""
+
+    def __init__(self, props: HsmProperties, domain: SecurityDomain, store: Store, sealer: Sealer,
+                 validator: TokenValidator, tenant_id: str, executor: Optional[Executor] = None,
+                 throttle: bool = False) -> None:
+        self.props = props
+        self.keys = KeyStore(props, domain, store, sealer, executor)
+        self.rbac = Rbac(store, props.name)
+        self.settings = Settings(store, props.name)
+        self.faults = FaultInjector()
+        self.throttle = Throttle() if throttle else None
+        self._validator = validator
+        # RBAC routes first: their scope prefix may itself start with /keys/<name>.
+        self._routes: list[Route] = self.rbac.routes() + self.settings.routes() + self.keys.routes()
+        self._challenge = (
+            f'Bearer authorization="{LOGIN_HOST}/{tenant_id}", resource="{HSM_RESOURCE}"'
+        ).encode()
+        self._region = props.region.encode()
+
+    # -- ASGI ---------------------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        if path.startswith("/_emulator/"):
+            status, body = await self._control(scope, path, await _read_body(receive))
+            await _send(send, status, dumps(body), [(b"content-type", b"application/json")])
+            return
+        method: str = scope["method"]
+        body = await _read_body(receive)
+        route, params = self._match(method, path)
+        extra: list[tuple[bytes, bytes]] = []
+        authenticated = False
+        try:
+            if self.faults:
+                await self._inject_fault(method, path)
+            token = _bearer(scope)
+            if token is None:
+                raise _Challenge(route, None)
+            try:
+                claims = self._validator.validate(token)
+            except ValueError as exc:
+                raise _Challenge(route, f"The access token is not valid: {exc}") from None
+            authenticated = True
+            if route is None:
+                raise self._no_route(method, path)
+            if route.api_version:
+                _check_api_version(scope["query_string"])
+            if self.throttle is not None:
+                self.throttle.admit(route.action)
+            if route.action is not None:
+                scopes = route.scopes(params)
+                if not self.rbac.allowed(claims["oid"], route.action, scopes):
+                    raise access_denied(f"Microsoft.KeyVault/managedHsm/{route.action}", scopes[-1])
+            call = Call(method, path, params, scope["query_string"].decode("latin-1"), claims["oid"], body,
+                        self.props.base_url, scope["client"][0] if scope.get("client") else "")
+            reply = await route.handler(call)
+        except _Challenge as challenge:
+            reply = challenge.reply()
+            extra.append((b"www-authenticate", self._challenge))
+            if challenge.admin_route:
+                extra.append(_BUILD_HEADER)
+        except HsmError as error:
+            reply = Reply(error.status, error.body(), error.headers)
+        if reply.headers:
+            extra.extend((k.lower().encode(), str(v).encode()) for k, v in reply.headers.items())
+        if method == "GET" or reply.status == 404:
+            extra.append(_BUILD_HEADER)
+        if authenticated and reply.status != 404:
+            client = scope["client"][0] if scope.get("client") else ""
+            extra.append((b"x-ms-keyvault-network-info",
+                          f"conn_type=Ipv4;addr={client};act_addr_fam=Ipv4;".encode()))
+            extra.append((b"x-ms-keyvault-region", self._region))
+        payload = reply.body if isinstance(reply.body, bytes) else (b"" if reply.body is None else dumps(reply.body))
+        latency = int((time.perf_counter() - started) * 1000)
+        extra.append((b"x-ms-server-latency", str(latency).encode()))
+        await _send(send, reply.status, payload, _STATIC_HEADERS + extra)
+
+    def _match(self, method: str, path: str) -> tuple[Optional[Route], dict]:
+        for route in self._routes:
+            if route.method == method:
+                match = route.regex.match(path)
+                if match:
+                    return route, match.groupdict()
+        return None, {}
+
+    def _no_route(self, method: str, path: str) -> HsmError:
+        if any(route.regex.match(path) for route in self._routes):
+            return HsmError(405, "MethodNotAllowed", f"The method {method} is not allowed on {path}.")
+        return HsmError(404, "NotFound", f"The requested resource {path} was not found.")
+
+    async def _inject_fault(self, method: str, path: str) -> None:
+        fault = self.faults.take(method, path)
+        if fault is None:
+            return
+        if fault.latency_ms:
+            await asyncio.sleep(fault.latency_ms / 1000)
+        error = fault.error()
+        if error is not None:
+            raise error
+
+    async def _control(self, scope: dict, path: str, body: bytes) -> tuple[int, dict]:
+        if not is_loopback(scope):
+            return 403, {"error": {"code": "Forbidden", "message": "Test controls are only served on loopback."}}
+        method = scope["method"]
+        if path == "/_emulator/health" and method == "GET":
+            return 200, {"status": "ok", "hsm": self.props.name}
+        if path == "/_emulator/faults":
+            if method == "GET":
+                return 200, {"value": self.faults.list()}
+            if method == "DELETE":
+                self.faults.clear()
+                return 200, {"value": []}
+            if method == "POST":
+                try:
+                    spec = json.loads(body or b"{}")
+                    if not isinstance(spec, dict):
+                        raise ValueError("the body must be a JSON object")
+                    return 201, self.faults.add(spec).describe()
+                except ValueError as exc:
+                    return 400, {"error": {"code": "BadParameter", "message": str(exc)}}
+        return 404, {"error": {"code": "NotFound", "message": f"No test control at {method} {path}."}}
+
+
+class _Challenge(Exception):
+    """A 401 answer: the challenge, with the body the route family uses."""
+
+    def __init__(self, route: Optional[Route], reason: Optional[str]) -> None:
+        super().__init__(reason)
+        self.admin_route = bool(route and route.admin_route)
+        self.reason = reason
+
+    def reply(self) -> Reply:
+        if self.reason is not None:
+            return Reply(401, {"error": {"code": "Unauthorized", "message": self.reason}})
+        # Probes get no JSON: nothing on key routes, "OK" on RBAC/settings (as recorded).
+        return Reply(401, b"OK" if self.admin_route else b"")
+
+
+def _bearer(scope: dict) -> Optional[str]:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            return token.strip() or None
+    return None
+
+
+def _check_api_version(query_string: bytes) -> None:
+    version = None
+    for part in query_string.split(b"&"):
+        if part.startswith(b"api-version="):
+            version = unquote(part[len(b"api-version="):].decode("latin-1"))
+    if not version:
+        raise bad_parameter("The 'api-version' query parameter is missing.")
+    if version not in API_VERSIONS:
+        raise bad_parameter(f"The specified version ({version}) is not recognized. Consider using the latest "
+                            f"supported version ({LATEST_API_VERSION}).")
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _send(send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": headers + [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

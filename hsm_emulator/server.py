@@ -1,0 +1,165 @@
+"""Assemble the emulator and serve it: one process, one event loop, one port per endpoint.
+
+``serve(options)`` creates (or reuses) the TLS material and state under the state
+directory, binds the authority to ``--port`` (0: a free port) and each HSM to its own
+free port, and runs one uvicorn server over all the sockets, routing each request to
+the app behind the port it arrived on. When every socket is listening it writes
+``endpoints.json`` atomically and prints one ``ready`` line on stdout.
+
+CPU-heavy work (key generation, RSA private-key operations) runs in a thread pool;
+``cryptography`` releases the GIL there, so slow calls do not block the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import uvicorn
+
+from .app import HsmApp
+from .certs import TlsFiles, ensure_tls
+from .hsm import HsmProperties, SecurityDomain
+from .state import STATE_DB, Sealer, Store, write_atomic
+from .tokens import BOOTSTRAP_ADMIN, HSM_RESOURCE, Authority, TokenValidator
+
+ENDPOINTS_FILE = "endpoints.json"
+DEFAULT_HSMS = ("primary", "secondary")
+
+
+@dataclass
+class Options:
+    """Command-line options of ``serve``."""
+
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    hsms: tuple[str, ...] = DEFAULT_HSMS
+    ephemeral: bool = False
+    throttle: bool = False
+    workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+
+
+class Emulator:
+    """All endpoints of one emulator process and the ASGI router between them."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        state_dir = options.state_dir.resolve()
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = state_dir
+        self.tls: TlsFiles = ensure_tls(state_dir)
+        self.store = Store(None if options.ephemeral else state_dir / STATE_DB)
+        self.sealer = Sealer.open(None if options.ephemeral else state_dir)
+        self.authority = Authority(self.store, self.sealer)
+        self.admin = self.authority.bootstrap_admin()
+        self.domain = SecurityDomain.load_or_create(self.store, self.sealer)
+        self.executor = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="hsm-crypto")
+        self.sockets: list[socket.socket] = []
+        self._apps: dict[int, object] = {}
+        url_host = "127.0.0.1" if options.host in ("0.0.0.0", "") else options.host
+        auth_sock = self._bind(options.port)
+        self.authority.base_url = f"https://{url_host}:{auth_sock.getsockname()[1]}"
+        self._apps[auth_sock.getsockname()[1]] = self.authority.app()
+        validator = TokenValidator(self.authority, HSM_RESOURCE)
+        self.hsms: dict[str, HsmApp] = {}
+        for name in options.hsms:
+            sock = self._bind(0)
+            props = HsmProperties(name=name, base_url=f"https://{url_host}:{sock.getsockname()[1]}")
+            hsm = HsmApp(props, self.domain, self.store, self.sealer, validator, self.authority.tenant_id,
+                         self.executor, throttle=options.throttle)
+            hsm.rbac.bootstrap(self.admin.object_id)
+            self.hsms[name] = hsm
+            self._apps[sock.getsockname()[1]] = hsm
+
+    def _bind(self, port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.options.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.options.host, port))
+        sock.set_inheritable(True)
+        self.sockets.append(sock)
+        return sock
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            return
+        await self._apps[scope["server"][1]](scope, receive, send)
+
+    def endpoints(self) -> dict:
+        """The contents of ``endpoints.json``."""
+        admin = self.admin
+        return {
+            "ca_bundle": str(self.tls.ca_bundle),
+            "authority": self.authority.base_url,
+            "tenant_id": self.authority.tenant_id,
+            "hsms": {name: hsm.props.base_url for name, hsm in self.hsms.items()},
+            "principals": {BOOTSTRAP_ADMIN: {"client_id": admin.client_id, "client_secret": admin.client_secret,
+                                             "object_id": admin.object_id}},
+            "pid": os.getpid(),
+        }
+
+    async def serve(self) -> None:
+        """Serve until SIGINT/SIGTERM; publish endpoints once listening."""
+        config = uvicorn.Config(
+            self, ssl_certfile=str(self.tls.server_cert), ssl_keyfile=str(self.tls.server_key),
+            lifespan="off", log_level="warning", access_log=False, server_header=False, date_header=False,
+            timeout_keep_alive=30,
+        )
+        server = uvicorn.Server(config)
+        publisher = asyncio.create_task(self._publish_when_started(server))
+        try:
+            await server.serve(sockets=self.sockets)
+        finally:
+            publisher.cancel()
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            self.store.close()
+
+    async def _publish_when_started(self, server: uvicorn.Server) -> None:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        endpoints = self.endpoints()
+        write_atomic(self.state_dir / ENDPOINTS_FILE, json.dumps(endpoints, indent=2).encode(), mode=0o600)
+        hsm_list = " ".join(f"{name}={url}" for name, url in endpoints["hsms"].items())
+        print(f"hsm_emulator ready: authority={endpoints['authority']} {hsm_list} "
+              f"endpoints={self.state_dir / ENDPOINTS_FILE}", flush=True)
+
+
+def serve(options: Options) -> None:
+    """Run the emulator in the foreground."""
+    stale = options.state_dir / ENDPOINTS_FILE
+    if stale.exists():
+        stale.unlink()
+    emulator = Emulator(options)
+    asyncio.run(emulator.serve())
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of ``python -m hsm_emulator``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hsm_emulator", description="Local Managed HSM emulator")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="serve the authority and the HSM endpoints over HTTPS")
+    run.add_argument("--state-dir", required=True, type=Path, help="directory for certificates, keys and state")
+    run.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    run.add_argument("--port", default=0, type=int, help="authority port; 0 picks a free one (default)")
+    run.add_argument("--hsm", action="append", dest="hsms", metavar="NAME",
+                     help="an HSM to serve (repeatable; default: primary and secondary)")
+    run.add_argument("--ephemeral", action="store_true", help="keep state in memory only")
+    run.add_argument("--throttle", action="store_true", help="answer 429 beyond one partition's published capacity")
+    args = parser.parse_args(argv)
+    hsms = tuple(dict.fromkeys(args.hsms)) if args.hsms else DEFAULT_HSMS
+    serve(Options(state_dir=args.state_dir, host=args.host, port=args.port, hsms=hsms,
+                  ephemeral=args.ephemeral, throttle=args.throttle))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
