@@ -702,7 +702,7 @@ def _duration_seconds(text, member: str = "duration") -> int:
     match = _DURATION_RE.match(text) if isinstance(text, str) else None
     if not match:
         raise bad_parameter(f"The {member} '{text}' is not a valid ISO 8601 duration (e.g. P90D, P1Y).")
-    return sum(int(part) * unit for part, unit in zip(match.groups(), _DURATION_SECONDS) if part)
+    return sum(int(part) * unit for part, unit in zip(match.groups(), _DURATION_SECONDS, strict=True) if part)
 
 
 def _validate_actions(actions, expiry_seconds: Optional[int]) -> list[dict]:

@@ -111,6 +111,9 @@ class Emulator:
             self, ssl_certfile=str(self.tls.server_cert), ssl_keyfile=str(self.tls.server_key),
             lifespan="off", log_level="warning", access_log=False, server_header=False, date_header=False,
             timeout_keep_alive=30,
+            # Idle TLS keep-alive connections would otherwise hold shutdown until the
+            # peer answers close_notify; nothing here needs a long drain.
+            timeout_graceful_shutdown=1,
         )
         server = uvicorn.Server(config)
         publisher = asyncio.create_task(self._publish_when_started(server))

@@ -16,7 +16,10 @@ tokens by their raw text so the hot path does not re-verify signatures.
 
 Test controls (no token needed, loopback only): ``POST /_emulator/principals
 {"display_name"}`` creates a service principal and returns its credentials;
-``GET /_emulator/principals`` lists principals without secrets.
+``GET /_emulator/principals`` lists principals without secrets; ``POST
+/_emulator/tokens {"client_id"?, "audience"?, "claims"?}`` mints a token signed by the
+authority with claims overridden (``null`` removes one), so tests can present expired,
+not-yet-valid or wrong-audience tokens that are otherwise genuine.
 
 Tenant id, signing key and principals persist in the state store unless ephemeral.
 """
@@ -190,6 +193,7 @@ class Authority:
         """The Starlette app serving discovery, JWKS, token and principal routes."""
         return Starlette(routes=[
             Route("/_emulator/principals", self._principals, methods=["GET", "POST"]),
+            Route("/_emulator/tokens", self._mint, methods=["POST"]),
             Route("/_emulator/health", self._health, methods=["GET"]),
             Route("/{tenant}/v2.0/.well-known/openid-configuration", self._openid_v2, methods=["GET"]),
             Route("/{tenant}/.well-known/openid-configuration", self._openid_v1, methods=["GET"]),
@@ -218,6 +222,25 @@ class Authority:
         if not isinstance(name, str) or not name.strip():
             return JSONResponse({"error": "display_name (a non-empty string) is required"}, status_code=400)
         return JSONResponse(self.create_principal(name.strip()).credentials(), status_code=201)
+
+    async def _mint(self, request: Request) -> Response:
+        if not is_loopback(request.scope):
+            return JSONResponse({"error": "test controls are only served on loopback"}, status_code=403)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "a JSON object is required"}, status_code=400)
+        principal = self.principals.get(str(body.get("client_id"))) or self.bootstrap_admin()
+        claims = jwt.decode(self.issue(principal, body.get("audience") or HSM_RESOURCE),
+                            options={"verify_signature": False})
+        for name, value in (body.get("claims") or {}).items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        return JSONResponse({"access_token": self.sign(claims)})
 
     async def _openid_v2(self, request: Request) -> Response:
         tenant = request.path_params["tenant"]

@@ -1,0 +1,90 @@
+"""One emulator for the whole emulator suite, and SDK clients bound to it.
+
+The ``emulator`` fixture overrides the project-wide one for these tests so that their
+keys, principals and faults never meet the portal's tests.
+"""
+
+import time
+import uuid
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.keyvault.administration import KeyVaultAccessControlClient, KeyVaultSettingsClient
+from azure.keyvault.keys import KeyClient
+
+from tests.support.emulator import EmulatorProcess
+
+ROLE_IDS = {
+    "Administrator": "a290e904-7015-4bba-90c8-60543313cdb4",
+    "Crypto Officer": "515eb02d-2335-4d2d-92f2-b1cbdf9c3778",
+    "Crypto User": "21dbd100-6940-42c2-9190-5d6cb909625b",
+    "Crypto Auditor": "2c18b078-7c48-4d3a-af88-5a3a1b3f82b3",
+    "Crypto Service Encryption User": "33413926-3206-4cdd-b39a-83574fe37a17",
+}
+DEFINITION_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory):
+    process = EmulatorProcess(tmp_path_factory.mktemp("hsm-emulator")).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clear_faults(emulator):
+    yield
+    emulator.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def admin_credential(emulator):
+    return emulator.credential()
+
+
+@pytest.fixture(scope="session")
+def key_client(emulator, admin_credential):
+    return KeyClient(emulator.hsm_url(), admin_credential, **emulator.client_options())
+
+
+@pytest.fixture(scope="session")
+def secondary_key_client(emulator, admin_credential):
+    return KeyClient(emulator.hsm_url("secondary"), admin_credential, **emulator.client_options())
+
+
+@pytest.fixture(scope="session")
+def access_client(emulator, admin_credential):
+    return KeyVaultAccessControlClient(emulator.hsm_url(), admin_credential, **emulator.client_options())
+
+
+@pytest.fixture(scope="session")
+def settings_client(emulator, admin_credential):
+    return KeyVaultSettingsClient(emulator.hsm_url(), admin_credential, **emulator.client_options())
+
+
+@pytest.fixture
+def name():
+    """A key name unique to the test."""
+    return f"k{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="session")
+def principal_with(emulator, access_client):
+    """Create a service principal holding the given built-in roles at a scope."""
+    def make(*roles: str, scope: str = "/"):
+        principal = emulator.create_principal(f"test-{uuid.uuid4().hex[:8]}")
+        for role in roles:
+            access_client.create_role_assignment(scope, DEFINITION_PREFIX + ROLE_IDS.get(role, role),
+                                                 principal["object_id"])
+        return principal
+    return make
+
+
+class StaticTokenCredential:
+    """A TokenCredential that always presents the same (possibly forged) token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes, **kwargs) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + 3600)

@@ -1,0 +1,78 @@
+"""The token authority, through azure-identity (sync and async) and its test controls."""
+
+import ssl
+
+import httpx
+import jwt
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity import ClientSecretCredential
+
+HSM_SCOPE = "https://managedhsm.azure.net/.default"
+
+
+def _claims(emulator, token: str) -> dict:
+    """Verify a token against the published JWKS, as a resource server would."""
+    tenant = emulator.endpoints["tenant_id"]
+    config = httpx.get(f"{emulator.endpoints['authority']}/{tenant}/v2.0/.well-known/openid-configuration",
+                       verify=ssl.create_default_context(cafile=emulator.ca_bundle)).json()
+    jwks = httpx.get(config["jwks_uri"], verify=ssl.create_default_context(cafile=emulator.ca_bundle)).json()
+    key = jwt.PyJWK(jwks["keys"][0]).key
+    return jwt.decode(token, key, algorithms=["RS256"], audience="https://managedhsm.azure.net",
+                      issuer=f"https://sts.windows.net/{tenant}/")
+
+
+def test_client_secret_credential_gets_a_signed_token_with_entra_claims(emulator):
+    token = emulator.credential().get_token(HSM_SCOPE)
+    claims = _claims(emulator, token.token)
+    admin = emulator.endpoints["principals"]["bootstrap-admin"]
+    assert claims["oid"] == admin["object_id"] == claims["sub"]
+    assert claims["appid"] == admin["client_id"]
+    assert claims["tid"] == emulator.endpoints["tenant_id"]
+    assert claims["nbf"] <= claims["iat"] < claims["exp"]
+    assert jwt.get_unverified_header(token.token)["alg"] == "RS256"
+
+
+@pytest.mark.parametrize("resource", ["https://storage.azure.com", "https://management.azure.com"])
+def test_tokens_for_storage_and_management_carry_their_audience(emulator, resource):
+    token = emulator.credential().get_token(f"{resource}/.default")
+    assert jwt.decode(token.token, options={"verify_signature": False})["aud"] == resource
+
+
+@pytest.mark.asyncio
+async def test_async_credential_gets_a_token(emulator):
+    async with emulator.async_credential() as credential:
+        token = await credential.get_token(HSM_SCOPE)
+    assert _claims(emulator, token.token)["tid"] == emulator.endpoints["tenant_id"]
+
+
+def test_wrong_secret_is_refused(emulator):
+    admin = emulator.endpoints["principals"]["bootstrap-admin"]
+    credential = ClientSecretCredential(emulator.endpoints["tenant_id"], admin["client_id"], "not-the-secret",
+                                        authority=emulator.endpoints["authority"], disable_instance_discovery=True,
+                                        connection_verify=ssl.create_default_context(cafile=emulator.ca_bundle))
+    with pytest.raises(ClientAuthenticationError):
+        credential.get_token(HSM_SCOPE)
+
+
+def test_unknown_scope_is_refused(emulator):
+    with pytest.raises(ClientAuthenticationError):
+        emulator.credential().get_token("https://graph.example.org/.default")
+
+
+def test_created_principal_gets_tokens_and_is_listed_without_secret(emulator):
+    principal = emulator.create_principal("portal-worker")
+    token = emulator.credential(principal).get_token(HSM_SCOPE)
+    assert _claims(emulator, token.token)["oid"] == principal["object_id"]
+    listed = {p["client_id"]: p for p in emulator.list_principals()}
+    assert listed[principal["client_id"]] == {"client_id": principal["client_id"],
+                                              "object_id": principal["object_id"],
+                                              "display_name": "portal-worker"}
+
+
+def test_endpoints_document_is_complete(emulator):
+    endpoints = emulator.endpoints
+    assert set(endpoints["hsms"]) == {"primary", "secondary"}
+    assert endpoints["authority"].startswith("https://127.0.0.1:")
+    assert endpoints["ca_bundle"].endswith("ca.pem")
+    assert emulator.health("secondary") == {"status": "ok", "hsm": "secondary"}

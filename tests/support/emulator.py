@@ -1,0 +1,185 @@
+"""Start and drive the Managed HSM emulator from tests and benchmarks.
+
+``EmulatorProcess(state_dir).start()`` runs ``python -m hsm_emulator serve`` as a child
+process on free ports, waits (with a deadline, never a fixed sleep) until it has written
+``endpoints.json`` for this process, and exposes the endpoints, credentials for its
+principals, and the ``/_emulator`` test controls (faults, principals). ``stop()`` ends
+the process it started, by its pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Optional, Union
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP_ADMIN = "bootstrap-admin"
+
+
+class EmulatorError(RuntimeError):
+    """The emulator did not start, or a test control call failed."""
+
+
+class EmulatorProcess:
+    """One emulator child process and helpers to use it."""
+
+    def __init__(self, state_dir: Path, hsms: tuple[str, ...] = ("primary", "secondary"), ephemeral: bool = True,
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.state_dir = Path(state_dir)
+        self.hsms = tuple(hsms)
+        self.ephemeral = ephemeral
+        self.extra_args = tuple(extra_args)
+        self.endpoints: dict[str, Any] = {}
+        self.principals: dict[str, dict] = {}
+        self._proc: Optional[subprocess.Popen] = None
+        self._log = None
+        self._ssl: Optional[ssl.SSLContext] = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def start(self, timeout: float = 30) -> "EmulatorProcess":
+        """Spawn the emulator and wait until its endpoints are published."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        endpoints_file = self.state_dir / "endpoints.json"
+        endpoints_file.unlink(missing_ok=True)
+        args = [sys.executable, "-m", "hsm_emulator", "serve", "--state-dir", str(self.state_dir), "--port", "0"]
+        for name in self.hsms:
+            args += ["--hsm", name]
+        if self.ephemeral:
+            args.append("--ephemeral")
+        args += list(self.extra_args)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        self._log = open(self.state_dir / "emulator.log", "ab")
+        self._proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                raise EmulatorError(f"emulator exited with {self._proc.returncode}; see {self._log.name}")
+            if endpoints_file.exists():
+                endpoints = json.loads(endpoints_file.read_text())
+                if endpoints.get("pid") == self._proc.pid:
+                    break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EmulatorError(f"emulator not ready after {timeout} s; see {self._log.name}")
+            time.sleep(0.02)
+        self.endpoints = endpoints
+        self.principals = dict(endpoints["principals"])
+        self._ssl = ssl.create_default_context(cafile=self.ca_bundle)
+        return self
+
+    def stop(self, timeout: float = 10) -> None:
+        """Terminate the process this object started (SIGTERM, then SIGKILL)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> "EmulatorProcess":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # -- endpoints and credentials ------------------------------------------------
+
+    @property
+    def ca_bundle(self) -> str:
+        """Path of the CA bundle that verifies every emulator endpoint."""
+        return self.endpoints["ca_bundle"]
+
+    def hsm_url(self, hsm: str = "primary") -> str:
+        """Base URL of one HSM."""
+        return self.endpoints["hsms"][hsm]
+
+    def client_options(self, **overrides: Any) -> dict:
+        """Constructor kwargs every Key Vault client needs for the emulator."""
+        return {"verify_challenge_resource": False, "connection_verify": self.ca_bundle, **overrides}
+
+    def _principal(self, principal: Union[str, dict]) -> dict:
+        return principal if isinstance(principal, dict) else self.principals[principal]
+
+    def credential(self, principal: Union[str, dict] = BOOTSTRAP_ADMIN, **kwargs: Any):
+        """azure-identity ClientSecretCredential for a principal (name or credentials dict)."""
+        from azure.identity import ClientSecretCredential
+
+        p = self._principal(principal)
+        return ClientSecretCredential(self.endpoints["tenant_id"], p["client_id"], p["client_secret"],
+                                      **self._credential_options(**kwargs))
+
+    def async_credential(self, principal: Union[str, dict] = BOOTSTRAP_ADMIN, **kwargs: Any):
+        """The asyncio variant of ``credential`` (azure.identity.aio)."""
+        from azure.identity.aio import ClientSecretCredential
+
+        p = self._principal(principal)
+        return ClientSecretCredential(self.endpoints["tenant_id"], p["client_id"], p["client_secret"],
+                                      **self._credential_options(**kwargs))
+
+    def _credential_options(self, **kwargs: Any) -> dict:
+        return {"authority": self.endpoints["authority"], "disable_instance_discovery": True,
+                "connection_verify": self.ca_bundle, **kwargs}
+
+    # -- test controls ------------------------------------------------------------
+
+    def _control(self, base: str, method: str, path: str, body: Optional[dict] = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, context=self._ssl, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise EmulatorError(f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}") from exc
+
+    def create_principal(self, display_name: str) -> dict:
+        """A new service principal: ``client_id``, ``client_secret``, ``object_id``, ``display_name``."""
+        principal = self._control(self.endpoints["authority"], "POST", "/_emulator/principals",
+                                  {"display_name": display_name})
+        self.principals[display_name] = principal
+        return principal
+
+    def list_principals(self) -> list[dict]:
+        """All principals, without secrets."""
+        return self._control(self.endpoints["authority"], "GET", "/_emulator/principals")["value"]
+
+    def mint_token(self, claims: Optional[dict] = None, principal: Union[str, dict] = BOOTSTRAP_ADMIN,
+                   audience: Optional[str] = None) -> str:
+        """A token signed by the authority with ``claims`` overridden (``None`` removes a claim)."""
+        body = {"client_id": self._principal(principal)["client_id"], "claims": claims or {}}
+        if audience:
+            body["audience"] = audience
+        return self._control(self.endpoints["authority"], "POST", "/_emulator/tokens", body)["access_token"]
+
+    def fail(self, method: str, path: str, status: Optional[int] = 503, count: int = -1, hsm: str = "primary",
+             retry_after: Optional[float] = None, latency_ms: Optional[int] = None) -> dict:
+        """Make the next ``count`` matching requests to ``hsm`` fail with ``status`` and/or be delayed."""
+        spec: dict[str, Any] = {"method": method, "path": path, "count": count}
+        for member, value in (("status", status), ("retry_after", retry_after), ("latency_ms", latency_ms)):
+            if value is not None:
+                spec[member] = value
+        return self._control(self.hsm_url(hsm), "POST", "/_emulator/faults", spec)
+
+    def clear_faults(self, hsm: Optional[str] = None) -> None:
+        """Disarm faults on one HSM, or on all of them."""
+        for name in ([hsm] if hsm else list(self.endpoints["hsms"])):
+            self._control(self.hsm_url(name), "DELETE", "/_emulator/faults")
+
+    def health(self, hsm: str = "primary") -> dict:
+        """The HSM's readiness document."""
+        return self._control(self.hsm_url(hsm), "GET", "/_emulator/health")
