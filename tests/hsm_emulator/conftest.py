@@ -4,9 +4,11 @@ The ``emulator`` fixture overrides the project-wide one for these tests so that 
 keys, principals and faults never meet the portal's tests.
 """
 
+import ssl
 import time
 import uuid
 
+import httpx
 import pytest
 from azure.core.credentials import AccessToken
 from azure.keyvault.administration import KeyVaultAccessControlClient, KeyVaultSettingsClient
@@ -78,6 +80,20 @@ def principal_with(emulator, access_client):
                                                  principal["object_id"])
         return principal
     return make
+
+
+@pytest.fixture(scope="session")
+def raw(emulator):
+    """Send one HTTP request to an HSM with httpx; ``token=True`` adds a valid admin token."""
+    context = ssl.create_default_context(cafile=emulator.ca_bundle)
+    admin_token = emulator.mint_token()
+
+    def send(method: str, path: str, token=None, headers=None, hsm: str = "primary", **kwargs) -> httpx.Response:
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = f"Bearer {admin_token if token is True else token}"
+        return httpx.request(method, emulator.hsm_url(hsm) + path, headers=headers, verify=context, **kwargs)
+    return send
 
 
 class StaticTokenCredential:

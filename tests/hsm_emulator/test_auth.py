@@ -4,9 +4,6 @@ import base64
 import json
 import time
 
-import ssl
-
-import httpx
 import jwt
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
@@ -25,15 +22,8 @@ RECORDED_HEADERS = {
 }
 
 
-def _raw(emulator, method, path, token=None, headers=None):
-    headers = dict(headers or {})
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    return httpx.request(method, emulator.hsm_url() + path, headers=headers, verify=ssl.create_default_context(cafile=emulator.ca_bundle))
-
-
-def test_probe_without_token_gets_the_challenge_before_body_validation(emulator):
-    response = _raw(emulator, "POST", "/keys/anything/create?api-version=2025-07-01",
+def test_probe_without_token_gets_the_challenge_before_body_validation(emulator, raw):
+    response = raw("POST", "/keys/anything/create?api-version=2025-07-01",
                     headers={"Content-Type": "application/json", "Content-Length": "0"})
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == (
@@ -47,17 +37,17 @@ def test_probe_without_token_gets_the_challenge_before_body_validation(emulator)
 
 
 @pytest.mark.parametrize("path", ["/providers/Microsoft.Authorization/roleDefinitions", "/settings"])
-def test_rbac_and_settings_probes_answer_ok(emulator, path):
-    response = _raw(emulator, "GET", path + "?api-version=2025-07-01")
+def test_rbac_and_settings_probes_answer_ok(emulator, path, raw):
+    response = raw("GET", path + "?api-version=2025-07-01")
     assert response.status_code == 401
     assert response.content == b"OK"
     assert "x-ms-build-version" in response.headers
 
 
-def test_authenticated_response_carries_service_headers(emulator, key_client, name):
+def test_authenticated_response_carries_service_headers(emulator, key_client, name, raw):
     key_client.create_ec_key(name)
     token = emulator.credential().get_token("https://managedhsm.azure.net/.default").token
-    response = _raw(emulator, "GET", f"/keys/{name}/?api-version=2025-07-01", token=token)
+    response = raw("GET", f"/keys/{name}/?api-version=2025-07-01", token=token)
     assert response.status_code == 200
     for header, value in RECORDED_HEADERS.items():
         assert response.headers[header] == value
@@ -98,7 +88,7 @@ def test_unsigned_token_is_refused(emulator, name):
         client.get_key(name)
 
 
-def test_token_signed_by_another_key_is_refused(emulator, name):
+def test_token_signed_by_another_key_is_refused(emulator, name, raw):
     genuine = emulator.mint_token()
     claims = jwt.decode(genuine, options={"verify_signature": False})
     other_key = rsa.generate_private_key(65537, 2048)
@@ -106,16 +96,15 @@ def test_token_signed_by_another_key_is_refused(emulator, name):
     client = KeyClient(emulator.hsm_url(), StaticTokenCredential(forged), **emulator.client_options())
     with pytest.raises(ClientAuthenticationError):
         client.get_key(name)
-    response = _raw(emulator, "GET", f"/keys/{name}?api-version=2025-07-01", token=forged)
+    response = raw("GET", f"/keys/{name}?api-version=2025-07-01", token=forged)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "Unauthorized"
     assert response.headers["www-authenticate"].startswith("Bearer authorization=")
 
 
 @pytest.mark.parametrize("query", ["api-version=2099-01-01", "api-version=7.7", ""])
-def test_unknown_or_missing_api_version_is_bad_parameter(emulator, query):
-    token = emulator.mint_token()
-    response = _raw(emulator, "GET", f"/keys?{query}", token=token)
+def test_unknown_or_missing_api_version_is_bad_parameter(emulator, query, raw):
+    response = raw("GET", f"/keys?{query}", token=True)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "BadParameter"
@@ -126,9 +115,8 @@ def test_unknown_or_missing_api_version_is_bad_parameter(emulator, query):
 
 
 @pytest.mark.parametrize("version", ["7.6-preview.2", "7.5-preview.1", "7.4", "7.5", "7.6", "2016-10-01"])
-def test_versions_other_official_clients_send_are_accepted(emulator, version):
-    token = emulator.mint_token()
-    assert _raw(emulator, "GET", f"/keys?api-version={version}", token=token).status_code == 200
+def test_versions_other_official_clients_send_are_accepted(emulator, version, raw):
+    assert raw("GET", f"/keys?api-version={version}", token=True).status_code == 200
 
 
 def test_sdk_with_an_older_api_version_works(emulator, admin_credential, name):
@@ -136,9 +124,8 @@ def test_sdk_with_an_older_api_version_works(emulator, admin_credential, name):
     assert client.create_rsa_key(name).name == name
 
 
-def test_unknown_route_is_not_found_after_authentication(emulator):
-    token = emulator.mint_token()
-    response = _raw(emulator, "GET", "/secrets/x?api-version=2025-07-01", token=token)
+def test_unknown_route_is_not_found_after_authentication(emulator, raw):
+    response = raw("GET", "/secrets/x?api-version=2025-07-01", token=True)
     assert response.status_code == 404
     assert "x-ms-keyvault-region" not in response.headers
 
