@@ -396,6 +396,22 @@ def _lease(hsm: HsmInstance, job_id: int) -> bool:
     ).update(lease_job_id=job_id, lease_until=now + SYNC_LEASE))
 
 
+def _drift_note(record: KeyRecord | None, snapshot: dict, policy: dict | None, *,
+                first_sync: bool) -> str:
+    """Why the HSM's key differs from the cache ('' when it does not, or on a first sync)."""
+    if record is None:
+        return "" if first_sync else "created outside the portal"
+    if record.state == KeyRecord.State.DELETED:
+        return "recovered outside the portal"
+    compared = ("version", "updated_on", "tags", "enabled", "expires", "not_before")
+    if any(getattr(record, name) != snapshot.get(name) for name in compared) or \
+            sorted(record.key_ops or []) != snapshot["key_ops"]:
+        return "changed outside the portal"
+    if record.rotation_policy != policy:
+        return "rotation policy changed outside the portal"
+    return ""
+
+
 def inventory_sync_run(*, job_id: int) -> None:
     """Sync one HSM's keys into the cache; incremental unless the job asks for full.
 
@@ -413,6 +429,7 @@ def inventory_sync_run(*, job_id: int) -> None:
         return
     state = InventoryState.objects.get(hsm=hsm)
     first_sync = state.last_synced_at is None
+    since = state.last_synced_at - timezone.timedelta(seconds=1) if state.last_synced_at else None
     started = timezone.now()
     counts = {"seen": 0, "fetched": 0, "deleted": 0, "removed": 0, "drift": 0}
     try:
@@ -425,27 +442,27 @@ def inventory_sync_run(*, job_id: int) -> None:
             for index, props in enumerate(items, start=1):
                 counts["seen"] += 1
                 record = cached.get(props.name)
-                unchanged = (record is not None and record.state == KeyRecord.State.ACTIVE
-                             and record.updated_on == props.updated_on
-                             and record.version == (props.version or record.version))
-                if unchanged and not full:
+                same = (record is not None and record.state == KeyRecord.State.ACTIVE
+                        and record.updated_on == props.updated_on
+                        and record.tags == (props.tags or {})
+                        and record.enabled == bool(props.enabled)
+                        and record.expires == props.expires_on)
+                # Times have one-second resolution: a key updated in the second the
+                # previous sync started may hide a change, so it is read again.
+                recent = since is None or props.updated_on is None or props.updated_on >= since
+                if same and not recent and not full:
                     continue
                 key = client.get_key(props.name)
                 versions = [convert.properties_snapshot(v)
                             for v in client.list_properties_of_key_versions(props.name)]
                 policy = convert.rotation_policy_snapshot(client.get_key_rotation_policy(props.name))
-                note = ""
-                if record is None and not first_sync:
-                    note = "created outside the portal"
-                elif record is not None and not unchanged:
-                    note = "changed outside the portal"
-                elif record is not None and record.rotation_policy != policy:
-                    note = "rotation policy changed outside the portal"
+                snapshot = convert.key_snapshot(key)
+                note = _drift_note(record, snapshot, policy, first_sync=first_sync)
                 counts["fetched"] += 1
                 counts["drift"] += bool(note)
                 with transaction.atomic():
-                    key_record_upsert(hsm=hsm, snapshot=convert.key_snapshot(key),
-                                      versions=versions, rotation_policy=policy,
+                    key_record_upsert(hsm=hsm, snapshot=snapshot, versions=versions,
+                                      rotation_policy=policy,
                                       drift_note=note or (record.drift_note if record else ""))
                 if index % 25 == 0 or index == total:
                     job_progress(job_id=job_id, percent=5 + int(80 * index / total),
@@ -475,9 +492,10 @@ def inventory_sync_run(*, job_id: int) -> None:
         if not isinstance(exc, PortalError):
             raise
         return
+    # The start time, not the end: the next sync re-reads whatever changed after it.
     InventoryState.objects.filter(hsm=hsm).update(
-        last_synced_at=timezone.now(), lease_until=None,
-        **({"last_full_sync_at": timezone.now()} if full else {}))
+        last_synced_at=started, lease_until=None,
+        **({"last_full_sync_at": started} if full else {}))
     audit_record(actor=None, action="inventory.sync", target=f"hsm:{hsm.name}",
                  outcome=AuditEvent.Outcome.SUCCEEDED, detail={"job": job_id, **counts})
     job_finish(job_id=job_id, ok=True, result=counts)

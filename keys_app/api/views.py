@@ -26,6 +26,9 @@ _FILTERS = [OpenApiParameter(name, OpenApiTypes.STR, required=False)
     OpenApiParameter("export", OpenApiTypes.STR, required=False, enum=["csv"])]
 
 
+NO_POLICY = {"expires_after": None, "lifetime_actions": []}
+
+
 class KeyPage(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
@@ -121,9 +124,10 @@ class KeyRotationPolicyApi(HsmApi):
     required_permission = {"GET": "keys_app.view_keyrecord", "PUT": "keys_app.change_keyrecord",
                            "DELETE": "keys_app.change_keyrecord"}
 
-    @extend_schema(responses=RotationPolicyIO)
+    @extend_schema(responses=RotationPolicyIO, description="No policy: no lifetime actions.")
     def get(self, request, hsm_id, name):
-        return Response(key_get(hsm=self.hsm(request, hsm_id), name=name).rotation_policy)
+        policy = key_get(hsm=self.hsm(request, hsm_id), name=name).rotation_policy
+        return Response(policy or NO_POLICY)
 
     @extend_schema(request=RotationPolicyIO, responses=RotationPolicyIO)
     def put(self, request, hsm_id, name):
@@ -132,7 +136,7 @@ class KeyRotationPolicyApi(HsmApi):
             hsm=self.hsm(request, hsm_id), name=name, actor=request.user, request_id=request.id,
             policy={"expires_after": policy.get("expires_after"),
                     "lifetime_actions": [dict(a) for a in policy["lifetime_actions"]]})
-        return Response(record.rotation_policy)
+        return Response(record.rotation_policy or NO_POLICY)
 
     @extend_schema(request=ConfirmInput, responses={204: None})
     def delete(self, request, hsm_id, name):

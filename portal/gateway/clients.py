@@ -18,7 +18,7 @@ from django.conf import settings
 if TYPE_CHECKING:  # the package is imported while Django loads apps: no models here
     from portal.gateway.models import HsmInstance
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # builders nest: a client builds the credential
 _cache: dict = {}
 
 

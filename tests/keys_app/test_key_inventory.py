@@ -42,7 +42,11 @@ def test_sync_finds_keys_made_outside_the_portal_and_marks_drift(hsm, admin, key
     assert InventoryState.objects.get(hsm=hsm).last_synced_at is not None
 
     third = run_sync(hsm, admin)
-    assert third.result["fetched"] == 0  # incremental: nothing changed
+    assert third.result["drift"] == 0  # read again (same second), but nothing changed
+
+    # A sync that started after these changes skips them: the sync is incremental.
+    InventoryState.objects.filter(hsm=hsm).update(last_synced_at=timezone.now() + timedelta(seconds=2))
+    assert run_sync(hsm, admin).result["fetched"] == 0
 
 
 def test_sync_removes_keys_purged_outside_the_portal(hsm, admin, key_name):

@@ -109,7 +109,7 @@ def test_rotation_policy_set_read_and_clear(api_as, admin, hsm, key_name):
     client = api_as(admin)
     create(client, hsm, key_name, rotation_policy=None)
     url = f"/api/v1/hsms/{hsm.name}/keys/{key_name}/rotation-policy/"
-    assert client.get(url).json() is None
+    assert client.get(url).json() == {"expires_after": None, "lifetime_actions": []}
     policy = {"expires_after": "P1Y", "lifetime_actions": [
         {"action": "Rotate", "time_after_create": "P90D"}]}
     response = client.put(url, policy, format="json")
@@ -119,7 +119,8 @@ def test_rotation_policy_set_read_and_clear(api_as, admin, hsm, key_name):
     assert stored.lifetime_actions[0].time_after_create == "P90D"
     assert client.delete(url, {"confirm_name": "wrong"}, format="json").status_code == 400
     assert client.delete(url, {"confirm_name": key_name}, format="json").status_code == 204
-    assert client.get(url).json() is None
+    assert client.get(url).json()["lifetime_actions"] == []
+    assert not gateway.keys(hsm).get_key_rotation_policy(key_name).lifetime_actions
 
 
 def test_backup_downloads_and_restores_into_the_other_hsm(api_as, admin, hsm, secondary_hsm,
