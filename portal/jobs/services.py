@@ -87,10 +87,11 @@ def job_finish(*, job_id: int, ok: bool, error: str = "", result: dict | None = 
             return job
         job.status = Job.Status.SUCCEEDED if ok else Job.Status.FAILED
         job.progress = 100 if ok else job.progress
+        job.step = "Finished" if ok else f"Failed during: {job.step or 'start'}"[:200]
         job.error = redact(error)
         job.result = redact(result or {})
         job.finished = timezone.now()
-        job.save(update_fields=["status", "progress", "error", "result", "finished"])
+        job.save(update_fields=["status", "progress", "step", "error", "result", "finished"])
         audit_record(actor=None, action="job.finish", target=job_target(job),
                      outcome=AuditEvent.Outcome.SUCCEEDED if ok else AuditEvent.Outcome.FAILED,
                      detail={"kind": job.kind, "error": job.error[:500]})
