@@ -5,6 +5,7 @@ Dangerous actions (delete, purge, disable, clearing a rotation policy) take the 
 name typed again as `confirm_name`, and are registered as approvable operations.
 """
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from django.db import transaction
@@ -17,7 +18,7 @@ from keys_app import rotation
 from portal import gateway
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record, audit_result
-from portal.errors import BadInput, Conflict, PortalError
+from portal.errors import BadInput, Conflict, NotFound, PortalError
 from portal.gateway import convert
 from portal.gateway.models import HsmInstance
 from portal.jobs.models import Job
@@ -367,6 +368,8 @@ def key_rotation_policy_get(*, hsm: HsmInstance, name: str) -> dict | None:
 # ---------------------------------------------------------------- inventory sync
 
 SYNC_LEASE = timezone.timedelta(minutes=15)
+SYNC_FETCHERS = 8   # concurrent HSM reads while syncing (each key needs three)
+SYNC_BATCH = 100    # keys written per transaction and per progress report
 
 
 def inventory_sync_start(*, hsm: HsmInstance, actor, request_id: str = "",
@@ -394,6 +397,18 @@ def _lease(hsm: HsmInstance, job_id: int) -> bool:
     return bool(InventoryState.objects.filter(hsm=hsm).filter(
         Q(lease_until__isnull=True) | Q(lease_until__lt=now) | Q(lease_job_id=job_id)
     ).update(lease_job_id=job_id, lease_until=now + SYNC_LEASE))
+
+
+def _cache_is_current(record: KeyRecord | None, props, since) -> bool:
+    """Whether the cached row already matches a listed key (so the sync can skip it)."""
+    if record is None or record.state != KeyRecord.State.ACTIVE:
+        return False
+    same = (record.updated_on == props.updated_on and record.tags == (props.tags or {})
+            and record.enabled == bool(props.enabled) and record.expires == props.expires_on)
+    # Times have one-second resolution: a key updated in the second the previous sync
+    # started may hide a change, so it is read again.
+    recent = since is None or props.updated_on is None or props.updated_on >= since
+    return same and not recent
 
 
 def _drift_note(record: KeyRecord | None, snapshot: dict, policy: dict | None, *,
@@ -438,35 +453,42 @@ def inventory_sync_run(*, job_id: int) -> None:
             job_progress(job_id=job_id, percent=2, step="Listing keys")
             items = list(client.list_properties_of_keys())
             cached = {r.name: r for r in KeyRecord.objects.filter(hsm=hsm)}
-            total = max(1, len(items))
-            for index, props in enumerate(items, start=1):
-                counts["seen"] += 1
-                record = cached.get(props.name)
-                same = (record is not None and record.state == KeyRecord.State.ACTIVE
-                        and record.updated_on == props.updated_on
-                        and record.tags == (props.tags or {})
-                        and record.enabled == bool(props.enabled)
-                        and record.expires == props.expires_on)
-                # Times have one-second resolution: a key updated in the second the
-                # previous sync started may hide a change, so it is read again.
-                recent = since is None or props.updated_on is None or props.updated_on >= since
-                if same and not recent and not full:
-                    continue
-                key = client.get_key(props.name)
-                versions = [convert.properties_snapshot(v)
-                            for v in client.list_properties_of_key_versions(props.name)]
-                policy = convert.rotation_policy_snapshot(client.get_key_rotation_policy(props.name))
-                snapshot = convert.key_snapshot(key)
-                note = _drift_note(record, snapshot, policy, first_sync=first_sync)
-                counts["fetched"] += 1
-                counts["drift"] += bool(note)
-                with transaction.atomic():
-                    key_record_upsert(hsm=hsm, snapshot=snapshot, versions=versions,
-                                      rotation_policy=policy,
-                                      drift_note=note or (record.drift_note if record else ""))
-                if index % 25 == 0 or index == total:
-                    job_progress(job_id=job_id, percent=5 + int(80 * index / total),
-                                 step=f"Synced {index} of {total} keys")
+            counts["seen"] = len(items)
+            stale = [props for props in items
+                     if full or not _cache_is_current(cached.get(props.name), props, since)]
+
+            def fetch(props):
+                # Runs in a pool thread: HSM calls only, no database.
+                try:
+                    with gateway.translated_errors():
+                        key = client.get_key(props.name)
+                        versions = [convert.properties_snapshot(v) for v in
+                                    client.list_properties_of_key_versions(props.name)]
+                        policy = convert.rotation_policy_snapshot(
+                            client.get_key_rotation_policy(props.name))
+                except NotFound:
+                    return None  # deleted since the listing; the next sync sees it
+                return convert.key_snapshot(key), versions, policy
+
+            with ThreadPoolExecutor(SYNC_FETCHERS) as pool:
+                for first in range(0, len(stale), SYNC_BATCH):
+                    batch = stale[first:first + SYNC_BATCH]
+                    with transaction.atomic():
+                        for fetched in pool.map(fetch, batch):
+                            if fetched is None:
+                                continue
+                            snapshot, versions, policy = fetched
+                            record = cached.get(snapshot["name"])
+                            note = _drift_note(record, snapshot, policy, first_sync=first_sync)
+                            counts["fetched"] += 1
+                            counts["drift"] += bool(note)
+                            key_record_upsert(hsm=hsm, snapshot=snapshot, versions=versions,
+                                              rotation_policy=policy, drift_note=note or (
+                                                  record.drift_note if record else ""))
+                    done = first + len(batch)
+                    job_progress(job_id=job_id, percent=5 + int(80 * done / len(stale)),
+                                 step=f"Read {done} of {len(stale)} changed keys "
+                                      f"({len(items)} in the HSM)")
             job_progress(job_id=job_id, percent=88, step="Listing deleted keys")
             deleted_names = set()
             for deleted in client.list_deleted_keys():
