@@ -46,20 +46,14 @@ def run(args, emulator) -> None:
     from keys_app.models import KeyRecord
     from keys_app.tasks import inventory_sync_run
     from portal import gateway
+    from portal.gateway.emulator_config import apply_to_settings
     from portal.gateway.models import HsmInstance
     from portal.jobs.models import Job
     from portal.permissions import sync_roles
 
     endpoints = emulator.endpoints
-    admin_principal = endpoints["principals"]["bootstrap-admin"]
     settings.ALLOWED_HOSTS = ["testserver"]
-    settings.AZURE_CREDENTIAL = "client_secret"
-    settings.AZURE_TENANT_ID = endpoints["tenant_id"]
-    settings.AZURE_CLIENT_ID = admin_principal["client_id"]
-    settings.AZURE_CLIENT_SECRET = admin_principal["client_secret"]
-    settings.AZURE_AUTHORITY_HOST = endpoints["authority"]
-    settings.AZURE_CA_BUNDLE = endpoints["ca_bundle"]
-    settings.HSM_VERIFY_CHALLENGE_RESOURCE = False
+    apply_to_settings(settings, endpoints)
     hsm = HsmInstance.objects.create(name="primary", uri=endpoints["hsms"]["primary"])
     client = gateway.keys(hsm)
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 VAR = Path(os.environ.get("PORTAL_VAR_DIR", ROOT / "var"))
 PY = sys.executable
 PORT = os.environ.get("PORTAL_PORT", "8000")
@@ -45,12 +46,10 @@ def start_emulator(env: dict, procs: list) -> dict | None:
                             cwd=ROOT, env=env)
     procs.append(proc)
     wait_for_file(endpoints, proc, 60)
+    from portal.gateway.emulator_config import emulator_environment
+
     data = json.loads(endpoints.read_text())
-    admin = data["principals"]["bootstrap-admin"]
-    env.update({"AZURE_CREDENTIAL": "client_secret", "AZURE_TENANT_ID": data["tenant_id"],
-                "AZURE_CLIENT_ID": admin["client_id"], "AZURE_CLIENT_SECRET": admin["client_secret"],
-                "AZURE_AUTHORITY_HOST": data["authority"], "AZURE_CA_BUNDLE": data["ca_bundle"],
-                "HSM_VERIFY_CHALLENGE_RESOURCE": "false"})
+    env.update(emulator_environment(data))
     manage("hsm_register_emulator", str(endpoints), env=env)
     return data
 

@@ -70,16 +70,9 @@ def emulator(tmp_path_factory):
 def azure_settings(settings, emulator):
     """Point the portal's gateway at the emulator, exactly as `make run` does."""
     from portal import gateway
+    from portal.gateway.emulator_config import apply_to_settings
 
-    endpoints = emulator.endpoints
-    admin = endpoints["principals"]["bootstrap-admin"]
-    settings.AZURE_CREDENTIAL = "client_secret"
-    settings.AZURE_TENANT_ID = endpoints["tenant_id"]
-    settings.AZURE_CLIENT_ID = admin["client_id"]
-    settings.AZURE_CLIENT_SECRET = admin["client_secret"]
-    settings.AZURE_AUTHORITY_HOST = endpoints["authority"]
-    settings.AZURE_CA_BUNDLE = endpoints["ca_bundle"]
-    settings.HSM_VERIFY_CHALLENGE_RESOURCE = False
+    apply_to_settings(settings, emulator.endpoints)
     settings.AZURE_RETRY_TOTAL = 0
     yield settings
     emulator.clear_faults()

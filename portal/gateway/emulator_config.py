@@ -1,0 +1,26 @@
+"""The settings that point the gateway at an emulator, from its endpoints.json.
+
+Used by `make run` (as environment variables), the tests and the benchmarks, so that all
+three reach the emulator exactly the way production reaches Azure: only settings differ.
+"""
+import json
+from pathlib import Path
+
+
+def emulator_environment(endpoints: dict | Path) -> dict[str, str]:
+    """Environment variables (names as in the README) for the emulator's bootstrap admin."""
+    if isinstance(endpoints, Path):
+        endpoints = json.loads(endpoints.read_text())
+    admin = endpoints["principals"]["bootstrap-admin"]
+    return {"AZURE_CREDENTIAL": "client_secret", "AZURE_TENANT_ID": endpoints["tenant_id"],
+            "AZURE_CLIENT_ID": admin["client_id"], "AZURE_CLIENT_SECRET": admin["client_secret"],
+            "AZURE_AUTHORITY_HOST": endpoints["authority"],
+            "AZURE_CA_BUNDLE": endpoints["ca_bundle"],
+            # The emulator's host is not under *.managedhsm.azure.net.
+            "HSM_VERIFY_CHALLENGE_RESOURCE": "false"}
+
+
+def apply_to_settings(settings, endpoints: dict | Path) -> None:
+    """Set the same values on a Django settings object (tests, benchmarks)."""
+    for name, value in emulator_environment(endpoints).items():
+        setattr(settings, name, value == "true" if name == "HSM_VERIFY_CHALLENGE_RESOURCE" else value)
