@@ -368,7 +368,7 @@ class KeyStore:
         return entry
 
     async def _offload(self, fn: Callable, *args):
-        """Run CPU-heavy work (key generation, RSA private operations) off the event loop."""
+        """Run CPU-heavy work (key generation, big-RSA private operations) off the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # -- HTTP ---------------------------------------------------------------------
@@ -653,26 +653,23 @@ class KeyStore:
             value = b64d(body.get("value"), "value")
             material = ver.material
             result: dict = {"alg": alg, "kid": self.kid(entry, ver)}
-            heavy = material.family != "oct" and key_op in _PRIVATE_OPS
+            # Private RSA operations above 2048 bits take milliseconds: keep them off the loop.
+            heavy = material.family == "RSA" and material.size > 2048 and key_op in _PRIVATE_OPS
             if key_op == "encrypt":
                 out = crypto.encrypt(material, alg, value, _opt_b64(body, "iv"), _opt_b64(body, "aad"))
                 result.update({k: b64e(v) for k, v in out.items()})
-            elif key_op == "decrypt":
-                args = (material, alg, value, _opt_b64(body, "iv"), _opt_b64(body, "aad"), _opt_b64(body, "tag"))
-                plain = await self._offload(crypto.decrypt, *args) if heavy else crypto.decrypt(*args)
-                result["value"] = b64e(plain)
-            elif key_op == "wrapKey":
-                result["value"] = b64e(crypto.wrap(material, alg, value))
-            elif key_op == "unwrapKey":
-                plain = (await self._offload(crypto.unwrap, material, alg, value) if heavy
-                         else crypto.unwrap(material, alg, value))
-                result["value"] = b64e(plain)
-            elif key_op == "sign":
-                result["value"] = b64e(await self._offload(crypto.sign, material, alg, value))
-            else:
-                signature = b64d(body.get("value"), "value")
+            elif key_op == "verify":
                 digest = b64d(body.get("digest"), "digest")
-                result["value"] = crypto.verify(material, alg, digest, signature)
+                result["value"] = crypto.verify(material, alg, digest, value)
+            else:
+                args = {
+                    "decrypt": (crypto.decrypt, material, alg, value, _opt_b64(body, "iv"), _opt_b64(body, "aad"),
+                                _opt_b64(body, "tag")),
+                    "wrapKey": (crypto.wrap, material, alg, value),
+                    "unwrapKey": (crypto.unwrap, material, alg, value),
+                    "sign": (crypto.sign, material, alg, value),
+                }[key_op]
+                result["value"] = b64e(await self._offload(*args) if heavy else args[0](*args[1:]))
             return Reply(200, result)
 
         return handler

@@ -109,6 +109,16 @@ def test_remote_verify_reports_bad_signature_as_false(key_client, remote_crypto,
     assert client.verify(SignatureAlgorithm.rs256, digest, signature).is_valid
 
 
+def test_rsa_3072_private_operations_run_off_the_event_loop(key_client, crypto_for, name):
+    key = key_client.create_rsa_key(name, size=3072)
+    client = crypto_for(key)
+    digest = hashlib.sha384(b"big").digest()
+    signature = client.sign(SignatureAlgorithm.ps384, digest).signature
+    assert len(signature) == 384 and client.verify(SignatureAlgorithm.ps384, digest, signature).is_valid
+    wrapped = client.wrap_key(KeyWrapAlgorithm.rsa_oaep, b"k" * 16)
+    assert client.unwrap_key(KeyWrapAlgorithm.rsa_oaep, wrapped.encrypted_key).key == b"k" * 16
+
+
 def test_wrong_digest_length_is_bad_parameter(crypto_for, rsa_key):
     with pytest.raises(HttpResponseError) as info:
         crypto_for(rsa_key).sign(SignatureAlgorithm.rs256, b"short")

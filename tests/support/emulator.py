@@ -100,6 +100,11 @@ class EmulatorProcess:
     # -- endpoints and credentials ------------------------------------------------
 
     @property
+    def pid(self) -> Optional[int]:
+        """The emulator's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def ca_bundle(self) -> str:
         """Path of the CA bundle that verifies every emulator endpoint."""
         return self.endpoints["ca_bundle"]
