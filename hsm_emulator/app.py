@@ -3,7 +3,8 @@
 Per request, in this order (the order the service answers in):
 
 1. ``/_emulator/*`` test controls (loopback only, no token): ``GET health``,
-   ``GET|POST|DELETE faults``.
+   ``GET|POST|DELETE faults``, ``GET|PATCH properties`` (soft-delete retention days and
+   purge protection, which ARM owns on the real service).
 2. Injected faults (latency, then the injected error) and, with ``--throttle``, 429s.
 3. Challenge authentication before anything looks at the body: no bearer token → 401
    with ``WWW-Authenticate: Bearer authorization="<login host>/<tenant>",
@@ -65,6 +66,8 @@ class HsmApp:
                  validator: TokenValidator, tenant_id: str, executor: Optional[Executor] = None,
                  throttle: bool = False) -> None:
         self.props = props
+        self._store = store
+        props.load(store)
         self.keys = KeyStore(props, domain, store, sealer, executor)
         self.rbac = Rbac(store, props.name)
         self.settings = Settings(store, props.name)
@@ -168,6 +171,18 @@ class HsmApp:
         method = scope["method"]
         if path == "/_emulator/health" and method == "GET":
             return 200, {"status": "ok", "hsm": self.props.name}
+        if path == "/_emulator/properties" and method in ("GET", "PATCH"):
+            if method == "PATCH":
+                try:
+                    changes = json.loads(body or b"{}")
+                    if not isinstance(changes, dict):
+                        raise ValueError("the body must be a JSON object")
+                    self.props.update(self._store, changes)
+                except ValueError as exc:
+                    return 400, {"error": {"code": "BadParameter", "message": str(exc)}}
+                self.keys.invalidate()
+            return 200, {"retention_days": self.props.retention_days,
+                         "purge_protection": self.props.purge_protection}
         if path == "/_emulator/faults":
             if method == "GET":
                 return 200, {"value": self.faults.list()}

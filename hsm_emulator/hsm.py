@@ -46,6 +46,29 @@ class HsmProperties:
         """``attributes.recoveryLevel`` of keys in this HSM."""
         return RECOVERY_LEVELS[(self.retention_days == 90, self.purge_protection)]
 
+    def load(self, store: Store) -> None:
+        """Restore the persisted ARM-owned settings (retention, purge protection)."""
+        saved = store.get(f"hsm:{self.name}", "meta", "properties") or {}
+        self.retention_days = saved.get("retention_days", self.retention_days)
+        self.purge_protection = saved.get("purge_protection", self.purge_protection)
+
+    def update(self, store: Store, changes: dict) -> None:
+        """Apply and persist changes; ValueError for values ARM would refuse.
+
+        Retention is 7-90 days; purge protection, once enabled, cannot be disabled.
+        """
+        retention = changes.get("retention_days", self.retention_days)
+        protection = changes.get("purge_protection", self.purge_protection)
+        if isinstance(retention, bool) or not isinstance(retention, int) or not 7 <= retention <= 90:
+            raise ValueError("retention_days must be an integer from 7 to 90")
+        if not isinstance(protection, bool):
+            raise ValueError("purge_protection must be a boolean")
+        if self.purge_protection and not protection:
+            raise ValueError("purge protection cannot be disabled once enabled")
+        self.retention_days, self.purge_protection = retention, protection
+        store.put(f"hsm:{self.name}", "meta", "properties",
+                  {"retention_days": retention, "purge_protection": protection})
+
 
 @dataclass(frozen=True)
 class SecurityDomain:

@@ -185,6 +185,10 @@ class EmulatorProcess:
         for name in ([hsm] if hsm else list(self.endpoints["hsms"])):
             self._control(self.hsm_url(name), "DELETE", "/_emulator/faults")
 
+    def set_properties(self, hsm: str = "primary", **changes: Any) -> dict:
+        """Change ARM-owned HSM properties: ``retention_days`` (7-90), ``purge_protection``."""
+        return self._control(self.hsm_url(hsm), "PATCH", "/_emulator/properties", changes)
+
     def health(self, hsm: str = "primary") -> dict:
         """The HSM's readiness document."""
         return self._control(self.hsm_url(hsm), "GET", "/_emulator/health")
