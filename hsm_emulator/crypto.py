@@ -77,11 +77,12 @@ def b64d(text: str, field: str = "value") -> bytes:
         raise bad_parameter(f"The parameter '{field}' is not valid base64url.") from exc
 
 
-def _int_b64(value: int) -> str:
+def int_b64(value: int) -> str:
+    """An unsigned big-endian integer as base64url (JWK ``n``, ``e``, ...)."""
     return b64e(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
 
 
-def _b64_int(jwk: dict, member: str) -> int:
+def _jwk_int(jwk: dict, member: str) -> int:
     if member not in jwk:
         raise bad_parameter(f"The JSON web key is missing '{member}'.")
     return int.from_bytes(b64d(jwk[member], member), "big")
@@ -108,7 +109,7 @@ class KeyMaterial:
     def _public_members(self) -> dict:
         if self.family == "RSA":
             numbers = self.private.public_key().public_numbers()
-            return {"n": _int_b64(numbers.n), "e": _int_b64(numbers.e)}
+            return {"n": int_b64(numbers.n), "e": int_b64(numbers.e)}
         if self.family == "EC":
             numbers = self.private.public_key().public_numbers()
             width = _COORD_BYTES[self.crv]
@@ -156,11 +157,11 @@ def import_jwk(family: str, jwk: dict) -> KeyMaterial:
     """Key material from a JWK with its private members, or 400 BadParameter."""
     try:
         if family == "RSA":
-            n, e, d = _b64_int(jwk, "n"), _b64_int(jwk, "e"), _b64_int(jwk, "d")
-            p, q = _b64_int(jwk, "p"), _b64_int(jwk, "q")
-            dp = _b64_int(jwk, "dp") if "dp" in jwk else d % (p - 1)
-            dq = _b64_int(jwk, "dq") if "dq" in jwk else d % (q - 1)
-            qi = _b64_int(jwk, "qi") if "qi" in jwk else pow(q, -1, p)
+            n, e, d = _jwk_int(jwk, "n"), _jwk_int(jwk, "e"), _jwk_int(jwk, "d")
+            p, q = _jwk_int(jwk, "p"), _jwk_int(jwk, "q")
+            dp = _jwk_int(jwk, "dp") if "dp" in jwk else d % (p - 1)
+            dq = _jwk_int(jwk, "dq") if "dq" in jwk else d % (q - 1)
+            qi = _jwk_int(jwk, "qi") if "qi" in jwk else pow(q, -1, p)
             key = rsa.RSAPrivateNumbers(p, q, d, dp, dq, qi, rsa.RSAPublicNumbers(e, n)).private_key()
             if key.key_size not in RSA_SIZES:
                 raise bad_parameter(f"RSA key size {key.key_size} is not supported; use 2048, 3072 or 4096.")
@@ -169,7 +170,7 @@ def import_jwk(family: str, jwk: dict) -> KeyMaterial:
             crv = jwk.get("crv")
             if crv not in CURVES:
                 raise bad_parameter(f"The curve '{crv}' is not supported; use P-256, P-256K, P-384 or P-521.")
-            key = ec.derive_private_key(_b64_int(jwk, "d"), CURVES[crv])
+            key = ec.derive_private_key(_jwk_int(jwk, "d"), CURVES[crv])
             return KeyMaterial("EC", key, CURVES[crv].key_size, crv)
         raw = b64d(jwk.get("k", ""), "k")
         if len(raw) * 8 not in OCT_SIZES:

@@ -117,6 +117,9 @@ class Emulator:
         config = uvicorn.Config(
             self, ssl_certfile=str(self.tls.server_cert), ssl_keyfile=str(self.tls.server_key),
             lifespan="off", log_level="warning", access_log=False, server_header=False, date_header=False,
+            # Clients connect directly; X-Forwarded-* must not change the client address
+            # that gates the loopback-only test controls.
+            proxy_headers=False,
             timeout_keep_alive=30,
             # Idle TLS keep-alive connections would otherwise hold shutdown until the
             # peer answers close_notify; nothing here needs a long drain.

@@ -47,6 +47,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .crypto import int_b64
 from .routing import is_loopback
 from .state import Sealer, Store
 
@@ -181,8 +182,8 @@ class Authority:
             "use": "sig",
             "kid": self.key_id,
             "x5t": self.key_id,
-            "n": _b64_int(numbers.n),
-            "e": _b64_int(numbers.e),
+            "n": int_b64(numbers.n),
+            "e": int_b64(numbers.e),
             "x5c": [base64.b64encode(self._cert_der).decode()],
             "issuer": f"{self.base_url}/{self.tenant_id}/v2.0",
         }]}
@@ -399,10 +400,6 @@ def _client_secret() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(3)) + "8Q~" + "".join(
         secrets.choice(alphabet) for _ in range(34)
     )
-
-
-def _b64_int(value: int) -> str:
-    return base64.urlsafe_b64encode(value.to_bytes((value.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
 
 
 def _self_signed(key: rsa.RSAPrivateKey) -> bytes:

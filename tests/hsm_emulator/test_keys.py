@@ -14,13 +14,7 @@ from azure.keyvault.keys import (
 )
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from hsm_emulator.crypto import b64e
-
 RSA_OPS = {"encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"}
-
-
-def _int_b64(value: int) -> str:
-    return b64e(value.to_bytes((value.bit_length() + 7) // 8, "big"))
 
 
 def test_create_rsa_defaults_match_the_service(key_client, emulator, name):
