@@ -85,18 +85,31 @@ def key_record_upsert(*, hsm: HsmInstance, snapshot: dict, versions: list[dict] 
         fields.update(state=KeyRecord.State.ACTIVE, deleted_on=None, scheduled_purge_on=None)
     if rotation_policy is not False:
         fields.update(rotation_policy=rotation_policy, has_rotation_policy=bool(rotation_policy))
-    record, _ = KeyRecord.objects.update_or_create(hsm=hsm, name=snapshot["name"],
-                                                   defaults=fields)
+    record = KeyRecord.objects.filter(hsm=hsm, name=snapshot["name"]).first()
+    if record is None:
+        record = KeyRecord.objects.create(hsm=hsm, name=snapshot["name"], **fields)
+    else:
+        KeyRecord.objects.filter(pk=record.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(record, name, value)
     if versions is not None:
-        known = {v["version"] for v in versions}
-        record.versions.exclude(version__in=known).delete()
-        for item in versions:
-            KeyVersionRecord.objects.update_or_create(key=record, version=item["version"], defaults={
-                name: item.get(name) for name in ("enabled", "not_before", "expires",
-                                                  "created_on", "updated_on")})
-        record.version_count = len(versions)
-        record.save(update_fields=["version_count"])
+        record.versions.exclude(version__in=[v["version"] for v in versions]).delete()
+        version_rows_upsert(record, versions)
     return record
+
+
+VERSION_FIELDS = ("enabled", "not_before", "expires", "created_on", "updated_on")
+
+
+def version_rows_upsert(record: KeyRecord, versions: list[dict]) -> None:
+    """Insert or update version rows (one statement) and recount the key's versions."""
+    KeyVersionRecord.objects.bulk_create(
+        [KeyVersionRecord(key=record, version=item["version"],
+                          **{name: item.get(name) for name in VERSION_FIELDS})
+         for item in versions],
+        update_conflicts=True, unique_fields=["key", "version"], update_fields=VERSION_FIELDS)
+    record.version_count = KeyVersionRecord.objects.filter(key=record).count()
+    KeyRecord.objects.filter(pk=record.pk).update(version_count=record.version_count)
 
 
 def _versions(hsm: HsmInstance, name: str) -> list[dict]:
@@ -117,12 +130,7 @@ def _refresh(intent: AuditEvent, hsm: HsmInstance, key, *, policy=False, detail=
         record = key_record_upsert(hsm=hsm, snapshot=snapshot, versions=versions,
                                    rotation_policy=policy)
         if versions is None:
-            version_fields = ("enabled", "not_before", "expires", "created_on", "updated_on")
-            KeyVersionRecord.objects.update_or_create(
-                key=record, version=snapshot["version"],
-                defaults={name: snapshot.get(name) for name in version_fields})
-            record.version_count = record.versions.count()
-            record.save(update_fields=["version_count"])
+            version_rows_upsert(record, [snapshot])
         audit_result(intent, ok=True, detail={"version": snapshot["version"], **(detail or {})})
     return record
 

@@ -113,11 +113,12 @@ class KeyVersionsApi(HsmApi):
 class KeyRotateApi(HsmApi):
     required_permission = "keys_app.rotate_keyrecord"
 
-    @extend_schema(request=None, responses=KeyDetailOutput)
+    @extend_schema(request=None, responses=KeyOutput,
+                   description="Rotate now: the response's version is the new current one.")
     def post(self, request, hsm_id, name):
         record = services.key_rotate(hsm=self.hsm(request, hsm_id), name=name, actor=request.user,
                                      request_id=request.id)
-        return Response(KeyDetailOutput(record).data)
+        return Response(KeyOutput(record).data)
 
 
 class KeyRotationPolicyApi(HsmApi):
