@@ -96,7 +96,8 @@ class HsmApp:
         body = await _read_body(receive)
         route, params = self._match(method, path)
         extra: list[tuple[bytes, bytes]] = []
-        authenticated = False
+        client_ip = scope["client"][0] if scope.get("client") else ""
+        authenticated = admin_challenge = False
         try:
             if self.faults:
                 await self._inject_fault(method, path)
@@ -119,23 +120,21 @@ class HsmApp:
                 if not self.rbac.allowed(claims["oid"], route.action, scopes):
                     raise access_denied(f"Microsoft.KeyVault/managedHsm/{route.action}", scopes[-1])
             call = Call(method, path, params, scope["query_string"].decode("latin-1"), claims["oid"], body,
-                        self.props.base_url, scope["client"][0] if scope.get("client") else "")
+                        self.props.base_url, client_ip)
             reply = await route.handler(call)
         except _Challenge as challenge:
             reply = challenge.reply()
             extra.append((b"www-authenticate", self._challenge))
-            if challenge.admin_route:
-                extra.append(_BUILD_HEADER)
+            admin_challenge = challenge.admin_route
         except HsmError as error:
             reply = Reply(error.status, error.body(), error.headers)
         if reply.headers:
             extra.extend((k.lower().encode(), str(v).encode()) for k, v in reply.headers.items())
-        if method == "GET" or reply.status == 404:
+        if method == "GET" or reply.status == 404 or admin_challenge:
             extra.append(_BUILD_HEADER)
         if authenticated and reply.status != 404:
-            client = scope["client"][0] if scope.get("client") else ""
             extra.append((b"x-ms-keyvault-network-info",
-                          f"conn_type=Ipv4;addr={client};act_addr_fam=Ipv4;".encode()))
+                          f"conn_type=Ipv4;addr={client_ip};act_addr_fam=Ipv4;".encode()))
             extra.append((b"x-ms-keyvault-region", self._region))
         payload = reply.body if isinstance(reply.body, bytes) else (b"" if reply.body is None else dumps(reply.body))
         latency = int((time.perf_counter() - started) * 1000)

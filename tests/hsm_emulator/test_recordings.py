@@ -45,7 +45,7 @@ def test_recorded_exchanges_replay_identically(raw, recording, name):
                        headers=None if body is None else {"Content-Type": "application/json"})
         where = f"{entry['RequestMethod']} {path}"
         assert response.status_code == entry["StatusCode"], where
-        names = [name.lower() for name in response.headers]
+        names = [name.decode().lower() for name, _ in response.headers.raw]
         assert sorted(names) == sorted(h.lower() for h in entry["ResponseHeaders"]), where
         recorded = entry["ResponseBody"]
         if probe:
