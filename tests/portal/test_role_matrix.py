@@ -15,6 +15,7 @@ PAGES = [
     ("get", "/jobs/", {"admin": 200, "auditor": 200}),
     ("get", "/jobs/{job}/", {"admin": 200, "auditor": 200}),
     ("post", "/jobs/", {"admin": 302}),
+    ("post", "/hsms/", {"admin": 302}),
 ]
 API = [
     ("get", "/api/v1/hsms/", {"admin": 200, "approver": 200, "auditor": 200}),
@@ -36,6 +37,9 @@ def job(db):
 
 def _call(client, method, path, job):
     path = path.format(job=job.pk)
+    if method == "post" and path == "/hsms/":
+        return client.post(path, {"name": "extra", "uri": "https://extra.example.test",
+                                  "role": "secondary"})
     if method == "post" and path.startswith("/api/v1/hsms/"):
         return client.post(path, {"name": "extra", "uri": "https://extra.example.test"},
                            format="json")
@@ -98,3 +102,19 @@ def test_every_page_and_endpoint_declares_who_may_use_it():
         if not getattr(view_class, "required_permission", None):
             undeclared.append(route)
     assert undeclared == []
+
+
+def test_admin_registers_an_hsm_from_the_page_and_bad_input_is_a_400(client, admin):
+    from portal.audit.models import AuditEvent
+    from portal.gateway.models import HsmInstance
+
+    client.force_login(admin)
+    bad = client.post("/hsms/", {"name": "Bad Name!", "uri": "http://plain.example.test",
+                                 "role": "primary"})
+    assert bad.status_code == 400
+    assert not HsmInstance.objects.exists()
+    good = client.post("/hsms/", {"name": "prod-weu", "uri": "https://prod.example.test/",
+                                  "role": "primary"})
+    assert good.status_code == 302
+    assert HsmInstance.objects.get(name="prod-weu").uri == "https://prod.example.test"
+    assert AuditEvent.objects.filter(action="hsm.register", target="hsm:prod-weu").exists()
