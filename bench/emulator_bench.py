@@ -13,10 +13,11 @@ operation the completed calls per second:
   wrap, which it would otherwise do locally with the public key, are measured on the
   emulator too.
 
-Load comes from several client processes (no GIL shared with each other or with the
+Load comes from four client processes (no GIL shared with each other or with the
 emulator), each one sync SDK client (requests transport) calling back to back. On this
-2-core machine that gave the most calls per second: the asyncio clients (aiohttp) spend
-about twice the client CPU per call, and threads in one process share a GIL. The SDK
+2-core machine that gave the most calls per second (three processes leave the cores
+idle while calls are in flight, more only add switching): the asyncio clients (aiohttp)
+spend about twice the client CPU per call, and threads in one process share a GIL. The SDK
 spends 1.2-1.5 ms of client CPU per call, several times the emulator's, and both share
 the same two cores, so the figures are end-to-end and bounded by the clients. The same operations are then timed in-process with
 ``cryptography`` on one thread (get key's local counterpart is exporting the public
@@ -161,7 +162,7 @@ def measure_local(job: dict, operation: str, seconds: float) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="measurement time per operation (default 8)")
-    parser.add_argument("--processes", type=int, default=3, help="client processes (default 3)")
+    parser.add_argument("--processes", type=int, default=4, help="client processes (default 4)")
     parser.add_argument("--operations", nargs="*", default=list(OPERATIONS), choices=OPERATIONS)
     args = parser.parse_args(argv)
 
