@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import json
 import os
 import re
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from . import crypto
 from .crypto import KeyMaterial, b64d, b64e
@@ -268,19 +269,22 @@ class KeyStore:
             item["tags"] = ver.tags
         return item
 
-    def _page(self, call: Call, path: str, items: list[tuple[int, dict]]) -> Reply:
-        """One page of ``items`` (ordered by sequence number) with the service's nextLink."""
+    def _page(self, call: Call, path: str, items: list[tuple[int, Any]], render: Callable[[Any], dict]) -> Reply:
+        """One page of ``items`` (sequence number, object) with the service's nextLink.
+
+        Only the page's objects are rendered, so paging through thousands of keys stays cheap.
+        """
         raw_max = call.query.get("maxresults")
         size = PAGE_SIZE
         if raw_max not in (None, ""):
             if not raw_max.isdigit() or not 1 <= int(raw_max) <= PAGE_SIZE:
                 raise bad_parameter(f"The value '{raw_max}' of 'maxresults' is invalid; it must be between 1 and 25.")
             size = int(raw_max)
-        after = _decode_skiptoken(call.query.get("$skiptoken"))
-        remaining = [item for item in items if item[0] > after]
-        page = remaining[:size]
-        body: dict = {"value": [item for _, item in page]}
-        if len(remaining) > size:
+        items = sorted(items, key=lambda item: item[0])
+        start = bisect.bisect_right([seq for seq, _ in items], _decode_skiptoken(call.query.get("$skiptoken")))
+        page = items[start:start + size]
+        body: dict = {"value": [render(obj) for _, obj in page]}
+        if start + size < len(items):
             query = f"maxresults={size}&" if raw_max not in (None, "") else ""
             body["nextLink"] = f"{self.props.base_url}{path}?{query}$skiptoken={_encode_skiptoken(page[-1][0])}"
         return Reply(200, body)
@@ -459,13 +463,13 @@ class KeyStore:
         return self._bundle_reply(entry, ver)
 
     async def _list(self, call: Call) -> Reply:
-        items = [(e.seq, self._item(e, e.latest, versioned=False)) for e in self.live.values()]
-        return self._page(call, "/keys", sorted(items, key=lambda item: item[0]))
+        return self._page(call, "/keys", [(e.seq, e) for e in self.live.values()],
+                          lambda e: self._item(e, e.latest, versioned=False))
 
     async def _list_versions(self, call: Call) -> Reply:
         entry = self._entry(call)
-        items = [(i, self._item(entry, v, versioned=True)) for i, v in enumerate(entry.versions.values(), 1)]
-        return self._page(call, f"/keys/{entry.name}/versions", items)
+        return self._page(call, f"/keys/{entry.name}/versions", list(enumerate(entry.versions.values(), 1)),
+                          lambda v: self._item(entry, v, versioned=True))
 
     async def _update(self, call: Call) -> Reply:
         entry, ver = self._version(call)
@@ -511,9 +515,8 @@ class KeyStore:
 
     async def _list_deleted(self, call: Call) -> Reply:
         self._purge_expired()
-        items = [(e.seq, {**self._item(e, e.latest, versioned=False), **self._deletion(e)})
-                 for e in self.deleted.values()]
-        return self._page(call, "/deletedkeys", sorted(items, key=lambda item: item[0]))
+        return self._page(call, "/deletedkeys", [(e.seq, e) for e in self.deleted.values()],
+                          lambda e: {**self._item(e, e.latest, versioned=False), **self._deletion(e)})
 
     async def _recover(self, call: Call) -> Reply:
         entry = self._deleted_entry(call)
