@@ -59,6 +59,8 @@ _STATIC_HEADERS = [
     (b"x-frame-options", b"SAMEORIGIN"),
 ]
 _BUILD_HEADER = (b"x-ms-build-version", BUILD_VERSION.encode())
+
+
 class HsmApp:
     """One HSM: its keys, RBAC, settings and faults, served as an ASGI callable."""
 

@@ -138,4 +138,3 @@ def _pem_key(key) -> bytes:
 
 def _write_private(path: Path, data: bytes) -> None:
     write_atomic(path, data, mode=0o600)
-

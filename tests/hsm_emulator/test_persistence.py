@@ -66,4 +66,3 @@ def test_ephemeral_emulator_starts_empty_each_time(tmp_path):
         assert [k.name for k in keys.list_properties_of_keys()] == []
         assert ephemeral.endpoints["tenant_id"] != tenant
         assert list(ephemeral.endpoints["hsms"]) == ["solo"]
-
