@@ -122,8 +122,8 @@ class KeyFilterForm(forms.Form):
     expiry = forms.ChoiceField(required=False, choices=[
         ("", "any"), ("expired", "expired"), ("30d", "within 30 days"),
         ("90d", "within 90 days"), ("none", "never expires")])
-    rotation = forms.ChoiceField(required=False, label="Rotation policy",
-                                 choices=[("", "any"), ("yes", "set"), ("no", "none")])
+    rotation = forms.ChoiceField(required=False, label="Automatic rotation",
+                                 choices=[("", "any"), ("yes", "rotates"), ("no", "never rotates")])
     drift = forms.BooleanField(required=False, label="Changed outside the portal")
     sort = forms.ChoiceField(required=False, choices=[
         ("name", "name"), ("-name", "name ↓"), ("expires", "expiry"), ("-expires", "expiry ↓"),

@@ -35,7 +35,7 @@ class KeyRecord(models.Model):
     recoverable_days = models.PositiveIntegerField(null=True, blank=True)
     recovery_level = models.CharField(max_length=64, blank=True)
     rotation_policy = models.JSONField(null=True, blank=True)
-    has_rotation_policy = models.BooleanField(default=False)
+    has_rotation_policy = models.BooleanField(default=False, help_text="rotates automatically")
     version_count = models.PositiveIntegerField(default=1)
     deleted_on = models.DateTimeField(null=True, blank=True)
     scheduled_purge_on = models.DateTimeField(null=True, blank=True)

@@ -84,7 +84,8 @@ def key_record_upsert(*, hsm: HsmInstance, snapshot: dict, versions: list[dict] 
     else:
         fields.update(state=KeyRecord.State.ACTIVE, deleted_on=None, scheduled_purge_on=None)
     if rotation_policy is not False:
-        fields.update(rotation_policy=rotation_policy, has_rotation_policy=bool(rotation_policy))
+        fields.update(rotation_policy=rotation_policy,
+                      has_rotation_policy=convert.policy_rotates(rotation_policy))
     record = KeyRecord.objects.filter(hsm=hsm, name=snapshot["name"]).first()
     if record is None:
         record = KeyRecord.objects.create(hsm=hsm, name=snapshot["name"], **fields)
@@ -280,7 +281,7 @@ def key_rotation_policy_set(*, hsm: HsmInstance, name: str, policy: dict | None,
         name, convert.rotation_policy_for_sdk(policy)))
     with transaction.atomic():
         record.rotation_policy = convert.rotation_policy_snapshot(stored)
-        record.has_rotation_policy = bool(record.rotation_policy)
+        record.has_rotation_policy = convert.policy_rotates(record.rotation_policy)
         record.save(update_fields=["rotation_policy", "has_rotation_policy"])
         audit_result(intent, ok=True)
     return record

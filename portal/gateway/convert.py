@@ -108,6 +108,11 @@ def rotation_policy_snapshot(policy: KeyRotationPolicy | None) -> dict | None:
     return {"expires_after": policy.expires_in, "lifetime_actions": actions}
 
 
+def policy_rotates(policy: dict | None) -> bool:
+    """Whether a policy rotates the key automatically (a Notify-only policy does not)."""
+    return any(item.get("action") == "Rotate" for item in (policy or {}).get("lifetime_actions", []))
+
+
 def rotation_policy_for_sdk(policy: dict | None) -> KeyRotationPolicy:
     """An SDK rotation policy from the portal's dict form (None: no actions, i.e. cleared)."""
     policy = policy or {"expires_after": None, "lifetime_actions": []}

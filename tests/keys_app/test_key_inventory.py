@@ -28,6 +28,9 @@ def test_sync_finds_keys_made_outside_the_portal_and_marks_drift(hsm, admin, key
     assert first.status == "succeeded" and first.progress == 100
     record = KeyRecord.objects.get(hsm=hsm, name=f"{key_name}-a")
     assert record.kty == "EC-HSM" and not record.drift  # the first sync adopts what is there
+    # A key that never had a policy reads as the service's default (Notify only): it
+    # does not rotate by itself.
+    assert not record.has_rotation_policy
 
     client.create_oct_key(f"{key_name}-b", size=256, hardware_protected=True, tags=OWNER)
     client.update_key_properties(f"{key_name}-a", tags={"owner": "someone-else"})
