@@ -5,7 +5,7 @@ from keys_app.models import KeyRecord
 from keys_app.spec import KEY_TYPES, PRESETS, tags_parse
 from portal.errors import BadInput
 
-ALL_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey"]
+ALL_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "import"]
 DATETIME = {"widget": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
             "required": False, "help_text": "UTC"}
 
@@ -89,22 +89,38 @@ class ConfirmForm(forms.Form):
 
 class KeyImportForm(forms.Form):
     name = forms.CharField(max_length=200)
-    key_file = forms.FileField(label="JSON Web Key file (JWK, or a BYOK file with key_hsm)")
+    key_file = forms.FileField(label="Key file: a BYOK file (.byok) or a JSON Web Key")
+    target_kty = forms.ChoiceField(required=False, label="Type of the key inside a BYOK file",
+                                   choices=[("", "— not a BYOK file —")] + [(k, k) for k in KEY_TYPES])
     tags = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
     expires = forms.DateTimeField(label="Expiry", **DATETIME)
 
     def jwk(self) -> dict:
+        """The JWK to import: a plain JWK file as it is, or a BYOK file as key_hsm."""
+        import base64
         import json
 
         upload = self.cleaned_data["key_file"]
         if upload.size > 256 * 1024:
             raise BadInput("A key file is at most 256 KiB.", fields={"key_file": ["Too large."]})
+        raw = upload.read()
         try:
-            data = json.loads(upload.read())
+            data = json.loads(raw)
         except ValueError as exc:
-            raise BadInput("The key file is not JSON.", fields={"key_file": ["Not JSON."]}) from exc
-        # az keyvault's BYOK files nest the key under "key".
-        return data.get("key", data) if isinstance(data, dict) else {}
+            raise BadInput("The key file is not JSON (a .byok file or a JWK).",
+                           fields={"key_file": ["Not JSON."]}) from exc
+        if not isinstance(data, dict):
+            raise BadInput("The key file must hold a JSON object.", fields={"key_file": ["Not a JWK."]})
+        if "ciphertext" in data and "header" in data:
+            # A BYOK file from the on-premises HSM's tool: the service unwraps it with the
+            # KEK named in its header; the portal passes it through untouched.
+            kty = self.cleaned_data.get("target_kty")
+            if not kty:
+                raise BadInput("Choose the type of the key inside the BYOK file.",
+                               fields={"target_kty": ["Required for a BYOK file."]})
+            return {"kty": kty, "key_hsm": base64.urlsafe_b64encode(raw).rstrip(b"=").decode()}
+        # az keyvault's JWK files may nest the key under "key".
+        return data.get("key", data)
 
 
 class KeyRestoreForm(forms.Form):

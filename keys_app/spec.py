@@ -18,7 +18,8 @@ from keys_app import rotation
 SERVICE_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 KEY_TYPES = {
     "RSA-HSM": {"sizes": (2048, 3072, 4096),
-                "ops": ("encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey")},
+                # "import": a BYOK key-exchange key (KEK), which should hold nothing else.
+                "ops": ("encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "import")},
     "EC-HSM": {"curves": ("P-256", "P-384", "P-521", "P-256K"), "ops": ("sign", "verify")},
     "oct-HSM": {"sizes": (128, 192, 256),
                 "ops": ("encrypt", "decrypt", "wrapKey", "unwrapKey")},
@@ -33,6 +34,8 @@ PRESETS = {
                 "curve": "P-256", "key_ops": ["sign", "verify"]},
     "aes": {"label": "AES key (256, encrypt/decrypt/wrap/unwrap)", "kty": "oct-HSM",
             "key_size": 256, "key_ops": ["encrypt", "decrypt", "wrapKey", "unwrapKey"]},
+    "byok-kek": {"label": "BYOK key-exchange key (RSA 4096, import only)", "kty": "RSA-HSM",
+                 "key_size": 4096, "key_ops": ["import"]},
 }
 
 
@@ -102,6 +105,8 @@ def ops_validate(kty: str, key_ops) -> tuple[str, ...]:
     if unknown:
         raise bad("key_ops", f"{kty} keys do not support {', '.join(unknown)}; "
                              f"choose from {', '.join(allowed)}.")
+    if "import" in ops and len(ops) > 1:
+        raise bad("key_ops", "A key-exchange key (import) must allow no other operation.")
     return tuple(dict.fromkeys(ops))
 
 
