@@ -209,3 +209,13 @@ def test_page_delete_needs_the_typed_name_then_recover(client, api_as, admin, hs
     assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "deleted"
     client.post(f"/hsms/{hsm.name}/deleted-keys/{key_name}/recover/")
     assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "active"
+
+
+def test_a_byok_key_exchange_key_allows_import_only(api_as, admin, hsm, key_name):
+    client = api_as(admin)
+    data = create(client, hsm, key_name, preset="byok-kek")
+    assert data["key_ops"] == ["import"] and data["key_size"] == 4096
+    mixed = client.post(f"/api/v1/hsms/{hsm.name}/keys/", {
+        "name": f"{key_name}-x", "kty": "RSA-HSM", "key_ops": ["import", "sign"], "tags": OWNER},
+        format="json")
+    assert mixed.status_code == 400 and "no other operation" in mixed.json()["error"]["message"]
