@@ -182,6 +182,39 @@ def import_jwk(family: str, jwk: dict) -> KeyMaterial:
         raise bad_parameter(f"The JSON web key is not a valid {family} private key.") from exc
 
 
+def import_unwrapped(family: str, plaintext: bytes, crv: Optional[str] = None) -> KeyMaterial:
+    """Key material from an unwrapped BYOK target key, checked against the requested type.
+
+    RSA and EC arrive as PKCS#8 DER (the BYOK specification; traditional PKCS#1/SEC1 DER
+    is tolerated), oct as the raw key bytes. 400 BadParameter if the bytes are not a key
+    of ``family`` with a size or curve the HSM supports, or the curve differs from ``crv``.
+    """
+    if family == "oct":
+        if len(plaintext) * 8 not in OCT_SIZES:
+            raise bad_parameter(f"The imported key is not a valid oct-HSM key: AES key size {len(plaintext) * 8} "
+                                "is not supported; use 128, 192 or 256.")
+        return KeyMaterial("oct", plaintext, len(plaintext) * 8)
+    try:
+        key = serialization.load_der_private_key(plaintext, None)
+    except (ValueError, TypeError) as exc:
+        raise bad_parameter(f"The imported key is not a valid {family}-HSM key: the unwrapped key material is "
+                            "not a DER-encoded private key.") from exc
+    if family == "RSA":
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise bad_parameter("The imported key type does not match the requested key type RSA-HSM.")
+        if key.key_size not in RSA_SIZES:
+            raise bad_parameter(f"RSA key size {key.key_size} is not supported; use 2048, 3072 or 4096.")
+        return KeyMaterial("RSA", key, key.key_size)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise bad_parameter("The imported key type does not match the requested key type EC-HSM.")
+    name = _CURVE_BY_OID.get(key.curve.name)
+    if name is None:
+        raise bad_parameter(f"The curve '{key.curve.name}' is not supported; use P-256, P-256K, P-384 or P-521.")
+    if crv is not None and crv != name:
+        raise bad_parameter(f"The imported key's curve {name} does not match the requested curve '{crv}'.")
+    return KeyMaterial("EC", key, key.curve.key_size, name)
+
+
 def _rsa_with_exponent(exponent: int, bits: int) -> rsa.RSAPrivateKey:
     """RSA key with an exponent OpenSSL's generator refuses (the service accepts e.g. 17)."""
     while True:

@@ -5,7 +5,8 @@ and what is a Key Vault shape used for realism):
 
 - create (``RSA``/``EC``/``oct`` map silently to their ``-HSM`` forms; RSA 2048/3072/4096
   with any odd public exponent, EC P-256/P-256K/P-384/P-521, oct 128/192/256), import
-  (``Hsm`` + JWK with private parts), get (latest: empty version or trailing slash),
+  (``Hsm`` + JWK with private parts, or BYOK: ``key_hsm`` holding a ``.byok`` transfer
+  blob wrapped for an ``import``-only RSA KEK of this HSM, see ``byok.py``), get (latest: empty version or trailing slash),
   list and list versions (creation order, ``maxresults`` <= 25, ``nextLink`` with
   ``maxresults`` first and an opaque ``$skiptoken``, absent on the last page), update
   (on the latest or a given version);
@@ -39,8 +40,9 @@ import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
+from urllib.parse import urlsplit
 
-from . import crypto
+from . import byok, crypto
 from .crypto import KeyMaterial, b64d, b64e
 from .errors import HsmError, bad_parameter, deleted_but_recoverable, key_forbidden, key_not_found
 from .hsm import HsmProperties, SecurityDomain
@@ -454,9 +456,54 @@ class KeyStore:
         if family is None:
             raise bad_parameter(f"The key type '{jwk.get('kty')}' is not supported; use RSA-HSM, EC-HSM or oct-HSM.")
         ver = self._new_version(family, {**body, "key_ops": jwk.get("key_ops")})
-        ver.material = await self._offload(crypto.import_jwk, family, jwk)
+        if jwk.get("key_hsm") is not None:
+            ver.material = await self._import_byok(family, jwk)
+        else:
+            ver.material = await self._offload(crypto.import_jwk, family, jwk)
         entry = self._add_version(name, ver)
         return self._bundle_reply(entry, ver)
+
+    async def _import_byok(self, family: str, jwk: dict) -> KeyMaterial:
+        """The target key of a BYOK transfer blob (``key_hsm``), unwrapped with its KEK."""
+        try:
+            blob = byok.parse_blob(b64d(jwk["key_hsm"], "key_hsm"))
+        except byok.ByokError as exc:
+            raise bad_parameter(str(exc)) from exc
+        kek = self._kek(blob.kid)
+        try:
+            plaintext = await self._offload(byok.rsa_aes_key_unwrap, kek.material.private, blob.enc, blob.ciphertext)
+        except byok.ByokError as exc:
+            raise bad_parameter(str(exc)) from exc
+        crv = jwk.get("crv") if isinstance(jwk.get("crv"), str) else None
+        return crypto.import_unwrapped(family, plaintext, crv)
+
+    def _kek(self, kid: str) -> KeyVersion:
+        """The key exchange key a transfer blob names: a live RSA key of this HSM with ``import``."""
+        parts = urlsplit(kid)
+        base = urlsplit(self.props.base_url)
+        segments = parts.path.strip("/").split("/")
+        if (parts.scheme.lower() != base.scheme.lower() or parts.netloc.lower() != base.netloc.lower()
+                or len(segments) not in (2, 3) or segments[0] != "keys"):
+            raise bad_parameter(f"The key exchange key '{kid}' of the key transfer blob is not a key of this "
+                                "managed HSM; the KEK must be in the HSM the key is imported into.")
+        entry = self.live.get(segments[1].lower())
+        version = segments[2].lower() if len(segments) == 3 and segments[2] else None
+        ver = None if entry is None else (entry.versions.get(version) if version else entry.latest)
+        if ver is None:
+            raise bad_parameter(f"The key exchange key '{kid}' of the key transfer blob was not found.")
+        if ver.material.family != "RSA":
+            raise bad_parameter(f"The key exchange key '{kid}' is not an RSA-HSM key.")
+        if "import" not in ver.key_ops:
+            raise key_forbidden(f"Operation import is not permitted on the key exchange key '{kid}'.",
+                                "KeyOperationForbidden")
+        if not ver.enabled:
+            raise key_forbidden(f"Operation import is not allowed on a disabled key: '{kid}'.", "KeyDisabled")
+        now = time.time()
+        if (ver.nbf is not None and now < ver.nbf) or (ver.exp is not None and now >= ver.exp):
+            raise key_forbidden(f"Operation import is not allowed on the key exchange key '{kid}' outside its "
+                                "validity period.", "KeyExpired" if ver.exp is not None and now >= ver.exp
+                                else "KeyNotYetValid")
+        return ver
 
     async def _get(self, call: Call) -> Reply:
         entry, ver = self._version(call)
