@@ -129,7 +129,9 @@ def json_web_key(data: dict) -> JsonWebKey:
     for name, value in data.items():
         if name in ("n", "e", "d", "dp", "dq", "qi", "p", "q", "k", "x", "y", "t", "key_hsm") \
                 and isinstance(value, str):
-            members[name] = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            # The SDK calls the BYOK blob `t`; on the wire (and in JWK files) it is key_hsm.
+            members["t" if name == "key_hsm" else name] = \
+                base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         elif name in ("kid", "kty", "key_ops", "crv"):
             members[name] = value
     return JsonWebKey(**members)

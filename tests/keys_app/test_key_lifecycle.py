@@ -219,3 +219,47 @@ def test_a_byok_key_exchange_key_allows_import_only(api_as, admin, hsm, key_name
         "name": f"{key_name}-x", "kty": "RSA-HSM", "key_ops": ["import", "sign"], "tags": OWNER},
         format="json")
     assert mixed.status_code == 400 and "no other operation" in mixed.json()["error"]["message"]
+
+
+def test_byok_import_through_both_doors(api_as, client, admin, hsm, key_name):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+    from hsm_emulator.byok import pack_byok  # the on-premises HSM tool's part, in tests only
+
+    api = api_as(admin)
+    create(api, hsm, f"{key_name}-kek", preset="byok-kek")
+    kek_key = gateway.keys(hsm).get_key(f"{key_name}-kek")
+    target = ec.generate_private_key(ec.SECP256R1())
+    blob = pack_byok(kek_key.id, kek_key, target)
+
+    # The page: upload the .byok file and name the type of the key inside it.
+    client.force_login(admin)
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = client.post(f"/hsms/{hsm.name}/keys/import/", {
+        "name": f"{key_name}-ec", "target_kty": "EC-HSM", "tags": "owner=payments",
+        "key_file": SimpleUploadedFile("target.byok", blob)})
+    assert response.status_code == 302, response.content
+    imported = gateway.keys(hsm).get_key(f"{key_name}-ec")
+    assert imported.key.x == target.public_key().public_numbers().x.to_bytes(32, "big")
+
+    # The API: the same blob as key_hsm in a JWK; the HSM signs, the original public key verifies.
+    jwk = {"kty": "EC-HSM", "key_hsm": base64.urlsafe_b64encode(blob).rstrip(b"=").decode()}
+    response = api.post(f"/api/v1/hsms/{hsm.name}/keys/",
+                        {"name": f"{key_name}-ec2", "key": jwk, "tags": OWNER}, format="json")
+    assert response.status_code == 201, response.content
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(b"ledger close 2026-11-28")
+    value = digest.finalize()
+    signature = gateway.crypto(hsm, gateway.keys(hsm).get_key(f"{key_name}-ec2").id).sign(
+        "ES256", value).signature
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    target.public_key().verify(utils.encode_dss_signature(r, s), value,
+                               ec.ECDSA(utils.Prehashed(hashes.SHA256())))
+
+    # A BYOK file without the type of the key inside is a clear 400 on the page.
+    response = client.post(f"/hsms/{hsm.name}/keys/import/", {
+        "name": f"{key_name}-ec3", "tags": "owner=payments",
+        "key_file": SimpleUploadedFile("target.byok", blob)}, follow=True)
+    assert b"Choose the type of the key inside the BYOK file" in response.content
