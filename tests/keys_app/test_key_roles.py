@@ -61,3 +61,17 @@ def test_pages_follow_the_same_rules(client, personas, hsm, existing_key):
     client.force_login(personas["auditor"])
     detail = client.get(f"/hsms/{hsm.name}/keys/{existing_key}/").content.decode()
     assert "Rotate now" not in detail and "Delete key" not in detail
+
+
+def test_key_pages_load_nothing_from_outside_and_write_nothing_inline(client, admin, hsm,
+                                                                     existing_key):
+    from tests.portal.test_security import INLINE, _external_urls
+
+    client.force_login(admin)
+    for path in (f"/hsms/{hsm.name}/keys/", f"/hsms/{hsm.name}/keys/{existing_key}/",
+                 f"/hsms/{hsm.name}/keys/new/", f"/hsms/{hsm.name}/keys/import/",
+                 f"/hsms/{hsm.name}/deleted-keys/", "/hsms/"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        html = response.content.decode()
+        assert _external_urls(html) == [] and INLINE.findall(html) == [], path
