@@ -4,6 +4,7 @@ The HSM is the source of truth; these rows hold metadata only (never key materia
 even public keys: downloads fetch those from the HSM).
 """
 from django.db import models
+from django.db.models.functions import Lower
 from django.urls import reverse
 from django.utils import timezone
 
@@ -45,7 +46,8 @@ class KeyRecord(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["hsm", "name"], name="key_unique_per_hsm")]
+        # The service's key names are case-insensitive.
+        constraints = [models.UniqueConstraint("hsm", Lower("name"), name="key_unique_per_hsm")]
         indexes = [
             models.Index(fields=["hsm", "state", "name"], name="key_hsm_state_name"),
             models.Index(fields=["hsm", "state", "expires"], name="key_hsm_state_expires"),

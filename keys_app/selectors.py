@@ -67,8 +67,8 @@ def key_list(*, hsm: HsmInstance, filters: KeyFilter) -> QuerySet[KeyRecord]:
 
 
 def key_get(*, hsm: HsmInstance, name: str) -> KeyRecord:
-    """One cached key (live or deleted), or NotFound with a sentence."""
-    record = KeyRecord.objects.filter(hsm=hsm, name=name).first()
+    """One cached key (live or deleted; names are case-insensitive), or NotFound."""
+    record = KeyRecord.objects.filter(hsm=hsm, name__iexact=name).first()
     if record is None:
         raise NotFound(f"No key named {name} on {hsm.name} (refresh the inventory if it was "
                        f"created outside the portal).")

@@ -86,10 +86,12 @@ def key_record_upsert(*, hsm: HsmInstance, snapshot: dict, versions: list[dict] 
     if rotation_policy is not False:
         fields.update(rotation_policy=rotation_policy,
                       has_rotation_policy=convert.policy_rotates(rotation_policy))
-    record = KeyRecord.objects.filter(hsm=hsm, name=snapshot["name"]).first()
+    # Key names are case-insensitive in the service; the HSM's spelling is kept.
+    record = KeyRecord.objects.filter(hsm=hsm, name__iexact=snapshot["name"]).first()
     if record is None:
         record = KeyRecord.objects.create(hsm=hsm, name=snapshot["name"], **fields)
     else:
+        fields["name"] = snapshot["name"]
         KeyRecord.objects.filter(pk=record.pk).update(**fields)
         for name, value in fields.items():
             setattr(record, name, value)
@@ -225,6 +227,7 @@ def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_
     the key standards.
     """
     record = key_get(hsm=hsm, name=name)
+    name = record.name
     changes = {}
     if enabled is not _UNSET and enabled is not None:
         changes["enabled"] = bool(enabled)
@@ -259,7 +262,7 @@ def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_
 
 def key_rotate(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRecord:
     """Rotate a key in the HSM (a new version), then refresh its inventory row. Audited."""
-    key_get(hsm=hsm, name=name)
+    name = key_get(hsm=hsm, name=name).name
     intent = _intent(actor=actor, action="key.rotate", hsm=hsm, name=name, request_id=request_id)
     key = _hsm(intent, lambda: gateway.keys(hsm).rotate_key(name))
     return _refresh(intent, hsm, key)
@@ -270,6 +273,7 @@ def key_rotation_policy_set(*, hsm: HsmInstance, name: str, policy: dict | None,
     """Set (or with policy None, clear) a key's rotation policy. Audited; clearing needs
     the typed confirmation."""
     record = key_get(hsm=hsm, name=name)
+    name = record.name
     if policy is None:
         confirm(name, confirm_name)
     else:
@@ -290,7 +294,7 @@ def key_rotation_policy_set(*, hsm: HsmInstance, name: str, policy: dict | None,
 def key_backup(*, hsm: HsmInstance, name: str, actor, request_id: str) -> bytes:
     """A single-key backup blob (encrypted by the HSM; restorable only into an HSM of the
     same security domain). Audited; the blob is handed to the caller, never stored."""
-    key_get(hsm=hsm, name=name)
+    name = key_get(hsm=hsm, name=name).name
     intent = _intent(actor=actor, action="key.backup", hsm=hsm, name=name, request_id=request_id)
     blob = _hsm(intent, lambda: gateway.keys(hsm).backup_key(name))
     audit_result(intent, ok=True, detail={"bytes": len(blob)})
@@ -314,6 +318,7 @@ def key_delete(*, hsm: HsmInstance, name: str, actor, request_id: str,
     """Soft-delete a key (recoverable for the HSM's retention days). Audited; needs the
     typed confirmation."""
     record = key_get(hsm=hsm, name=name)
+    name = record.name
     confirm(name, confirm_name)
     intent = _intent(actor=actor, action="key.delete", hsm=hsm, name=name, request_id=request_id)
     deleted = _hsm(intent, lambda: gateway.keys(hsm).begin_delete_key(name).result())
@@ -341,14 +346,15 @@ def key_purge(*, hsm: HsmInstance, name: str, actor, request_id: str,
     """Permanently delete a soft-deleted key. Audited; needs the typed confirmation; refused
     by the HSM for a live key or under purge protection."""
     name = name_validate(name)
+    record = KeyRecord.objects.filter(hsm=hsm, name__iexact=name).first()
+    name = record.name if record is not None else name
     confirm(name, confirm_name)
-    record = KeyRecord.objects.filter(hsm=hsm, name=name).first()
     if record is not None and record.state == KeyRecord.State.ACTIVE:
         raise Conflict(f"{name} is not deleted: delete it first, then purge it.")
     intent = _intent(actor=actor, action="key.purge", hsm=hsm, name=name, request_id=request_id)
     _hsm(intent, lambda: gateway.keys(hsm).purge_deleted_key(name))
     with transaction.atomic():
-        KeyRecord.objects.filter(hsm=hsm, name=name).delete()
+        KeyRecord.objects.filter(hsm=hsm, name__iexact=name).delete()
         audit_result(intent, ok=True)
 
 

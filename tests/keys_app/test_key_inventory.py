@@ -144,3 +144,18 @@ def test_standards_report_names_keys_that_break_the_standards(api_as, auditor, i
     with pytest.raises(CommandError):
         call_command("key_standards_report", stdout=out)
     assert "primary/beta-ec" in out.getvalue()
+
+
+def test_key_names_are_case_insensitive_like_the_service(api_as, hsm, admin, key_name):
+    from portal.audit.models import AuditEvent
+
+    mixed = f"Mixed-{key_name}"
+    gateway.keys(hsm).create_oct_key(mixed, size=128, hardware_protected=True, tags=OWNER)
+    run_sync(hsm, admin)
+    client = api_as(admin)
+    detail = client.get(f"/api/v1/hsms/{hsm.name}/keys/{mixed.lower()}/")
+    assert detail.status_code == 200 and detail.json()["name"] == mixed
+    assert client.post(f"/api/v1/hsms/{hsm.name}/keys/{mixed.upper()}/rotate/").status_code == 200
+    assert AuditEvent.objects.filter(action="key.rotate", target=f"hsm:{hsm.name}/key:{mixed}",
+                                     outcome="succeeded").exists()
+    assert KeyRecord.objects.filter(hsm=hsm, name__iexact=mixed).count() == 1
