@@ -75,3 +75,17 @@ def test_check_deploy_is_clean_under_production_settings(tmp_path):
                              "WARNING"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)" in result.stdout
+
+
+def test_request_ids_are_echoed_and_reach_the_audit_trail(api_as, admin):
+    from portal.audit.models import AuditEvent
+
+    client = api_as(admin)
+    response = client.post("/api/v1/hsms/", {"name": "rid", "uri": "https://rid.example.test"},
+                           format="json", HTTP_X_REQUEST_ID="client-req-12345")
+    assert response.status_code == 201
+    assert response["X-Request-ID"] == "client-req-12345"
+    assert AuditEvent.objects.get(action="hsm.register").request_id == "client-req-12345"
+    # A malformed id is replaced, never stored as given.
+    response = client.get("/api/v1/hsms/", HTTP_X_REQUEST_ID="bad id\nwith newline")
+    assert response["X-Request-ID"] != "bad id\nwith newline" and len(response["X-Request-ID"]) == 32
