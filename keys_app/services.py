@@ -53,9 +53,9 @@ def _hsm(intent: AuditEvent, call: Callable, *, conflict_message: str | None = N
 
 def _intent(*, actor, action: str, hsm: HsmInstance, name: str, request_id: str,
             detail: dict | None = None) -> AuditEvent:
-    with transaction.atomic():
-        return audit_record(actor=actor, action=action, target=key_target(hsm, name),
-                            request_id=request_id, detail=detail)
+    # audit_record is its own transaction here: the intent commits before the HSM call.
+    return audit_record(actor=actor, action=action, target=key_target(hsm, name),
+                        request_id=request_id, detail=detail)
 
 
 def _tags_text(tags: dict) -> str:
