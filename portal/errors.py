@@ -54,6 +54,10 @@ class AuditUnavailable(PortalError):
     status, code = 503, "audit_unavailable"
 
 
+class QueueUnavailable(PortalError):
+    status, code = 503, "queue_unavailable"
+
+
 def error_body(*, code: str, message: str, request_id: str, fields: dict | None = None) -> dict:
     """The one error envelope of the API."""
     body = {"code": code, "message": message, "request_id": request_id}

@@ -5,12 +5,8 @@ from django.utils import timezone
 from portal.audit.models import AuditEvent
 from portal.audit.redaction import redact
 from portal.audit.services import audit_record
-from portal.errors import PortalError
+from portal.errors import QueueUnavailable
 from portal.jobs.models import Job
-
-
-class QueueUnavailable(PortalError):
-    status, code = 503, "queue_unavailable"
 
 MAX_LOG_LINES = 500
 
