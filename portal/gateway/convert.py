@@ -93,8 +93,16 @@ def public_pem(key: KeyVaultKey) -> bytes | None:
 
 
 def rotation_policy_snapshot(policy: KeyRotationPolicy | None) -> dict | None:
-    """The portal's dict form of a rotation policy; None when it has no actions."""
+    """The portal's dict form of a rotation policy; None when it sets nothing.
+
+    A key that never had a policy reads as the service's default (Notify 30 days before
+    an expiry the policy does not set): that is no policy either.
+    """
     if policy is None or not policy.lifetime_actions:
+        return None
+    if policy.expires_in is None and not any(
+            str(getattr(item.action, "value", item.action)).lower() == "rotate"
+            for item in policy.lifetime_actions):
         return None
     actions = []
     for item in policy.lifetime_actions:

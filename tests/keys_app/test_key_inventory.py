@@ -28,9 +28,9 @@ def test_sync_finds_keys_made_outside_the_portal_and_marks_drift(hsm, admin, key
     assert first.status == "succeeded" and first.progress == 100
     record = KeyRecord.objects.get(hsm=hsm, name=f"{key_name}-a")
     assert record.kty == "EC-HSM" and not record.drift  # the first sync adopts what is there
-    # A key that never had a policy reads as the service's default (Notify only): it
-    # does not rotate by itself.
-    assert not record.has_rotation_policy
+    # A key that never had a policy reads as the service's default (Notify only, no
+    # expiry): the portal shows it as no policy.
+    assert not record.has_rotation_policy and record.rotation_policy is None
 
     client.create_oct_key(f"{key_name}-b", size=256, hardware_protected=True, tags=OWNER)
     client.update_key_properties(f"{key_name}-a", tags={"owner": "someone-else"})
@@ -159,3 +159,19 @@ def test_key_names_are_case_insensitive_like_the_service(api_as, hsm, admin, key
     assert AuditEvent.objects.filter(action="key.rotate", target=f"hsm:{hsm.name}/key:{mixed}",
                                      outcome="succeeded").exists()
     assert KeyRecord.objects.filter(hsm=hsm, name__iexact=mixed).count() == 1
+
+
+def test_keys_the_portal_made_are_no_drift_to_the_next_sync(api_as, hsm, admin, key_name):
+    run_sync(hsm, admin)
+    client = api_as(admin)
+    for suffix, policy in (("a", None), ("b", {"expires_after": "P1Y", "lifetime_actions": [
+            {"action": "Rotate", "time_after_create": "P90D"}]})):
+        response = client.post(f"/api/v1/hsms/{hsm.name}/keys/", {
+            "name": f"{key_name}-{suffix}", "preset": "aes", "tags": OWNER,
+            "rotation_policy": policy}, format="json")
+        assert response.status_code == 201
+    client.post(f"/api/v1/hsms/{hsm.name}/keys/{key_name}-a/rotate/")
+    job = run_sync(hsm, admin)
+    assert job.result["fetched"] >= 2  # both were updated in this second: read again
+    assert job.result["drift"] == 0
+    assert not KeyRecord.objects.filter(hsm=hsm, drift=True, name__startswith=key_name).exists()
