@@ -80,7 +80,18 @@ class KeyUpdateForm(forms.Form):
 
 
 class RotationPolicyForm(RotationFields):
-    pass
+    @classmethod
+    def for_policy(cls, policy: dict | None):
+        """The form filled from a cached policy (the inverse of rotation_policy())."""
+        policy = policy or {}
+        initial = {"expires_after": policy.get("expires_after")}
+        for action in policy.get("lifetime_actions", []):
+            if action["action"] == "Rotate":
+                initial["rotate_after_create"] = action.get("time_after_create")
+                initial["rotate_before_expiry"] = action.get("time_before_expiry")
+            else:
+                initial["notify_before_expiry"] = action.get("time_before_expiry")
+        return cls(initial=initial)
 
 
 class ConfirmForm(forms.Form):

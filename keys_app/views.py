@@ -176,20 +176,12 @@ class KeyDetailView(HsmKeyMixin, View):
 
     def get(self, request, hsm_id, name):
         record = key_get(hsm=self.hsm, name=name)
-        policy = record.rotation_policy or {}
-        policy_initial = {"expires_after": policy.get("expires_after")}
-        for action in policy.get("lifetime_actions", []):
-            if action["action"] == "Rotate":
-                policy_initial["rotate_after_create"] = action.get("time_after_create")
-                policy_initial["rotate_before_expiry"] = action.get("time_before_expiry")
-            else:
-                policy_initial["notify_before_expiry"] = action.get("time_before_expiry")
         return render(request, "keys_app/key_detail.html", {
             "hsm": self.hsm, "key": record, "versions": record.versions.all()[:100],
             "activity": key_activity(hsm=self.hsm, name=name),
             "violations": standards_violations(record),
             "update_form": KeyUpdateForm.for_record(record),
-            "policy_form": RotationPolicyForm(initial=policy_initial),
+            "policy_form": RotationPolicyForm.for_policy(record.rotation_policy),
             "confirm_form": ConfirmForm()})
 
 
