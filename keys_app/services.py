@@ -375,11 +375,6 @@ def key_public(*, hsm: HsmInstance, name: str, fmt: str) -> tuple[bytes, str]:
     raise BadInput("Format must be jwk or pem.")
 
 
-def key_rotation_policy_get(*, hsm: HsmInstance, name: str) -> dict | None:
-    """A key's rotation policy, as the cache holds it."""
-    return key_get(hsm=hsm, name=name).rotation_policy
-
-
 # ---------------------------------------------------------------- inventory sync
 
 SYNC_LEASE = timezone.timedelta(minutes=15)

@@ -1,9 +1,6 @@
 """Key pages: inventory list, detail, and the actions (each calls one service)."""
-import csv
-
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
@@ -13,7 +10,7 @@ from keys_app.forms import (ConfirmForm, KeyCreateForm, KeyFilterForm, KeyImport
                             KeyRestoreForm, KeyUpdateForm, RotationPolicyForm)
 from keys_app.selectors import inventory_state, key_activity, key_get, key_list
 from keys_app.spec import spec_from_request, standards_violations, tags_parse
-from portal.audit.export import safe_cell
+from portal.downloads import attachment, csv_lines
 from portal.errors import BadInput, NotFound, PortalError
 from portal.gateway.selectors import hsm_get_for_user, hsm_list
 from portal.permissions import PortalPermissionMixin
@@ -75,7 +72,7 @@ class KeyListView(HsmKeyMixin, View):
             raise _form_error(form)
         keys = key_list(hsm=self.hsm, filters=form.to_filter())
         if request.GET.get("export") == "csv":
-            return _csv(keys, f"keys-{self.hsm.name}.csv")
+            return keys_csv_response(keys, f"keys-{self.hsm.name}.csv")
         page = Paginator(keys, 50).get_page(request.GET.get("page"))
         query = request.GET.copy()
         query.pop("page", None)
@@ -84,22 +81,11 @@ class KeyListView(HsmKeyMixin, View):
             "query": query.urlencode(), "state": inventory_state(hsm=self.hsm)})
 
 
-def _csv(keys, filename: str) -> StreamingHttpResponse:
-    class Echo:
-        def write(self, value):
-            return value
-
-    writer = csv.writer(Echo())
-
-    def lines():
-        yield writer.writerow(CSV_FIELDS)
-        for key in keys.iterator(chunk_size=1000):
-            yield writer.writerow([safe_cell(getattr(key, name) if getattr(key, name) is not None
-                                             else "") for name in CSV_FIELDS])
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+def keys_csv_response(keys, filename: str):
+    """The key list as a streamed, spreadsheet-safe CSV download (both doors)."""
+    rows = ([getattr(key, name) for name in CSV_FIELDS] for key in keys.iterator(chunk_size=1000))
+    return attachment(csv_lines(CSV_FIELDS, rows), content_type="text/csv; charset=utf-8",
+                      filename=filename)
 
 
 class KeySyncView(HsmKeyMixin, View):
@@ -242,9 +228,8 @@ class KeyBackupView(HsmKeyMixin, View):
         except PortalError as exc:
             messages.error(request, exc.message)
             return redirect(self.detail_url(name))
-        response = HttpResponse(blob, content_type="application/octet-stream")
-        response["Content-Disposition"] = f'attachment; filename="{self.hsm.name}-{name}.keybackup"'
-        return response
+        return attachment(blob, content_type="application/octet-stream",
+                          filename=f"{self.hsm.name}-{name}.keybackup")
 
 
 class KeyPublicView(HsmKeyMixin, View):
@@ -252,9 +237,7 @@ class KeyPublicView(HsmKeyMixin, View):
 
     def get(self, request, hsm_id, name, fmt):
         body, content_type = services.key_public(hsm=self.hsm, name=name, fmt=fmt)
-        response = HttpResponse(body, content_type=content_type)
-        response["Content-Disposition"] = f'attachment; filename="{name}.{fmt}"'
-        return response
+        return attachment(body, content_type=content_type, filename=f"{name}.{fmt}")
 
 
 class KeyDeleteView(HsmKeyMixin, View):

@@ -16,7 +16,7 @@ from keys_app.api.serializers import (BackupIO, ConfirmInput, KeyCreateInput, Ke
 from keys_app.forms import KeyFilterForm
 from keys_app.selectors import KeyFilter, key_get, key_list
 from keys_app.spec import spec_from_request, standards_violations
-from keys_app.views import _csv
+from keys_app.views import keys_csv_response
 from portal.errors import BadInput
 from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
@@ -56,7 +56,7 @@ class KeyListApi(HsmApi):
             raise BadInput("Invalid key filter.", fields=form.errors.get_json_data())
         keys = key_list(hsm=self.hsm(request, hsm_id), filters=form.to_filter()).select_related("hsm")
         if request.query_params.get("export") == "csv":
-            return _csv(keys, f"keys-{hsm_id}.csv")
+            return keys_csv_response(keys, f"keys-{hsm_id}.csv")
         paginator = KeyPage()
         page = paginator.paginate_queryset(keys, request, view=self)
         return paginator.get_paginated_response(KeyOutput(page, many=True).data)

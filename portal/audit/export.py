@@ -1,20 +1,11 @@
 """CSV and JSON exports of the audit trail, streamed, safe to open in a spreadsheet."""
-import csv
 import json
 
 from portal.audit.models import AuditEvent
+from portal.downloads import csv_lines
 
 EXPORT_FIELDS = ("seq", "time", "actor_id", "actor_name", "role", "request_id", "action",
                  "target", "outcome", "detail", "prev_hash", "hash")
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def safe_cell(value) -> str:
-    """A cell's text, with a leading ' where a spreadsheet would start a formula."""
-    text = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else str(value)
-    if text.startswith(_FORMULA_PREFIXES):
-        return "'" + text
-    return text
 
 
 def event_row(event: AuditEvent) -> dict:
@@ -24,18 +15,10 @@ def event_row(event: AuditEvent) -> dict:
     return row
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-def csv_lines(events):
+def csv_chunks(events):
     """Yield the CSV export line by line (header first)."""
-    writer = csv.writer(_Echo())
-    yield writer.writerow(EXPORT_FIELDS)
-    for event in events:
-        row = event_row(event)
-        yield writer.writerow([safe_cell(row[name]) for name in EXPORT_FIELDS])
+    rows = (event_row(event) for event in events)
+    return csv_lines(EXPORT_FIELDS, ([row[name] for name in EXPORT_FIELDS] for row in rows))
 
 
 def json_chunks(events):

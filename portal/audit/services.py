@@ -91,4 +91,4 @@ def audit_export(*, actor, filters, fmt: str, request_id: str):
                  request_id=request_id, outcome=AuditEvent.Outcome.RECORDED,
                  detail={"format": fmt, "filters": {k: str(v) for k, v in vars(filters).items() if v}})
     events = audit_event_list_for_export(filters=filters)
-    return export.csv_lines(events) if fmt == "csv" else export.json_chunks(events)
+    return export.csv_chunks(events) if fmt == "csv" else export.json_chunks(events)

@@ -1,23 +1,21 @@
 """The auditor's pages: the trail with filters and keyset paging, and its exports."""
-from django.http import StreamingHttpResponse
 from django.shortcuts import render
 from django.views import View
 
 from portal.audit.forms import AuditFilterForm
 from portal.audit.selectors import audit_event_page
 from portal.audit.services import audit_export
+from portal.downloads import attachment
 from portal.errors import BadInput
 from portal.permissions import PortalPermissionMixin
 
 EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
 
 
-def export_response(request, filters, fmt: str) -> StreamingHttpResponse:
+def export_response(request, filters, fmt: str):
     """The streamed download of an export, for both doors."""
     lines = audit_export(actor=request.user, filters=filters, fmt=fmt, request_id=request.id)
-    response = StreamingHttpResponse(lines, content_type=EXPORT_TYPES[fmt])
-    response["Content-Disposition"] = f'attachment; filename="audit-events.{fmt}"'
-    return response
+    return attachment(lines, content_type=EXPORT_TYPES[fmt], filename=f"audit-events.{fmt}")
 
 
 def parsed_filter(params) -> AuditFilterForm:

@@ -70,11 +70,6 @@ def job_progress(*, job_id: int, percent: int, step: str = "", log: str = "") ->
                                          step=redact(step)[:200] or job.step, log=lines)
 
 
-def job_set_operation(*, job_id: int, operation_id: str) -> None:
-    """Remember the external (Azure) operation id before waiting on it."""
-    Job.objects.filter(pk=job_id).update(external_operation_id=operation_id)
-
-
 def job_finish(*, job_id: int, ok: bool, error: str = "", result: dict | None = None) -> Job:
     """End a running job (succeeded or failed) and audit the outcome. Idempotent."""
     with transaction.atomic():

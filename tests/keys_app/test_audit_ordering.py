@@ -8,7 +8,6 @@ from django.db import connection
 from keys_app import services
 from keys_app.models import KeyRecord
 from portal.audit.models import AuditEvent
-from portal.gateway import convert
 
 OWNER = {"owner": "payments"}
 
@@ -47,4 +46,3 @@ def test_rotation_intent_is_committed_while_the_hsm_call_is_in_flight(hsm, admin
     assert outcome["record"].version_count == 2
     assert list(AuditEvent.objects.filter(action="key.rotate").order_by("seq")
                 .values_list("outcome", flat=True)) == ["intent", "succeeded"]
-    assert convert.policy_rotates(KeyRecord.objects.get(name=key_name).rotation_policy)

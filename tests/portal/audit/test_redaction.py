@@ -16,9 +16,10 @@ def test_sas_bearer_password_and_key_material_are_redacted():
         "sas_token": SAS,
         "jwk": {"kty": "RSA-HSM", "n": "public-modulus", "e": "AQAB", "d": "private", "p": "p1"},
         "nested": [{"client_secret": "s3cr3t"}],
+        "pem": "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEF\n-----END PRIVATE KEY-----",
     })
     text = repr(value)
-    for secret in ("AbCdEf", JWT, "hunter22", "private", "p1", "s3cr3t"):
+    for secret in ("AbCdEf", JWT, "hunter22", "private", "p1", "s3cr3t", "MIIEvQIBADANBgkqhkiG9w0BAQEF"):
         assert secret not in text
     assert value["jwk"]["n"] == "public-modulus"  # public parts stay readable
     assert value["url"].startswith("https://acct.blob.core.windows.net/backups?sv=")
