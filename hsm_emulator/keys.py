@@ -19,9 +19,10 @@ and what is a Key Vault shape used for realism):
   HSM of the same domain can restore it;
 - rotate and rotation policy (validated like the service: ISO-8601 durations, one
   trigger per action, ``expiryTime`` >= 28 days);
-- encrypt/decrypt/wrapkey/unwrapkey/sign/verify enforcing ``key_ops``, ``enabled``
-  (private operations only, as observed on Key Vault) and ``nbf``/``exp`` (encrypt,
-  wrap and sign only, per the documented date-time controlled operations);
+- encrypt/decrypt/wrapkey/unwrapkey/sign/verify enforcing ``enabled`` (a disabled key
+  refuses every one of them, for every key type: the documented meaning of the
+  attribute), ``key_ops`` and ``nbf``/``exp`` (encrypt, wrap and sign only, per the
+  documented date-time controlled operations);
 - ``/rng``; key release (refused: no attestation service) and key attestation.
 
 Private key material never appears in a response. State is written through to the
@@ -67,8 +68,8 @@ MIN_EXPIRY = 28 * 86400
 MIN_ROTATION_WINDOW = 7 * 86400
 PAGE_SIZE = 25
 DEFAULT_ROTATION_POLICY = [{"trigger": {"timeBeforeExpiry": "P30D"}, "action": {"type": "Notify"}}]
-# Operations the key's dates and enabled flag govern (Key Vault: "date-time controlled operations").
 _PRIVATE_OPS = ("decrypt", "unwrapKey", "sign")
+# Operations the key's dates govern (Key Vault: "date-time controlled operations").
 _TIME_CONTROLLED_OPS = ("encrypt", "wrapKey", "sign")
 _OPS = {"encrypt": "encrypt", "decrypt": "decrypt", "wrapkey": "wrapKey", "unwrapkey": "unwrapKey",
         "sign": "sign", "verify": "verify"}
@@ -726,11 +727,15 @@ class KeyStore:
 
 
 def _check_usable(ver: KeyVersion, key_op: str) -> None:
-    """403 unless ``key_op`` is permitted by the version's key_ops, enabled flag and dates."""
+    """403 unless the version is enabled and ``key_op`` is permitted by its key_ops and dates.
+
+    A disabled key refuses every operation, public ones (encrypt, wrap, verify) included,
+    whatever its type and key_ops: disabling is how an operator stops a key's use.
+    """
+    if not ver.enabled:
+        raise key_forbidden(f"Operation {key_op} is not allowed on a disabled key.", "KeyDisabled")
     if key_op not in ver.key_ops:
         raise key_forbidden(f"Operation {key_op} is not permitted on this key.", "KeyOperationForbidden")
-    if not ver.enabled and key_op in _PRIVATE_OPS:
-        raise key_forbidden(f"Operation {key_op} is not allowed on a disabled key.", "KeyDisabled")
     if key_op in _TIME_CONTROLLED_OPS:
         now = time.time()
         if ver.nbf is not None and now < ver.nbf:

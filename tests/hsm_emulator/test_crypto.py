@@ -188,14 +188,80 @@ def test_operation_not_in_key_ops_is_forbidden(key_client, crypto_for, name):
     assert info.value.error.message == "Operation decrypt is not permitted on this key."
 
 
-def test_disabled_key_refuses_private_operations(key_client, crypto_for, name):
-    key = key_client.create_rsa_key(name, enabled=False)
-    digest = hashlib.sha256(b"x").digest()
-    for operation in (lambda c: c.sign(SignatureAlgorithm.rs256, digest),
-                      lambda c: c.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"\0" * 256)):
+# Every operation each key type can do, with arguments valid for it, so that only the
+# disabled flag can refuse them.
+_DIGEST = hashlib.sha256(b"x").digest()
+_OPERATIONS = {
+    "RSA": {"encrypt": lambda c: c.encrypt(EncryptionAlgorithm.rsa_oaep_256, b"data"),
+            "decrypt": lambda c: c.decrypt(EncryptionAlgorithm.rsa_oaep_256, b"\0" * 256),
+            "wrapKey": lambda c: c.wrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"k" * 32),
+            "unwrapKey": lambda c: c.unwrap_key(KeyWrapAlgorithm.rsa_oaep_256, b"\0" * 256),
+            "sign": lambda c: c.sign(SignatureAlgorithm.rs256, _DIGEST),
+            "verify": lambda c: c.verify(SignatureAlgorithm.rs256, _DIGEST, b"\0" * 256)},
+    "EC": {"sign": lambda c: c.sign(SignatureAlgorithm.es256, _DIGEST),
+           "verify": lambda c: c.verify(SignatureAlgorithm.es256, _DIGEST, b"\0" * 64)},
+    "oct": {"encrypt": lambda c: c.encrypt(EncryptionAlgorithm.a256_gcm, b"data"),
+            "decrypt": lambda c: c.decrypt(EncryptionAlgorithm.a256_gcm, b"\0" * 16, iv=b"\0" * 12,
+                                           authentication_tag=b"\0" * 16),
+            "wrapKey": lambda c: c.wrap_key(KeyWrapAlgorithm.aes_256, b"k" * 32),
+            "unwrapKey": lambda c: c.unwrap_key(KeyWrapAlgorithm.aes_256, b"\0" * 40)},
+}
+# The same operations as raw REST bodies (base64url of the arguments above).
+_REST_BODIES = {
+    "RSA": {"encrypt": {"alg": "RSA-OAEP-256", "value": "ZGF0YQ"},
+            "decrypt": {"alg": "RSA-OAEP-256", "value": "A" * 342},
+            "wrapkey": {"alg": "RSA-OAEP-256", "value": "a" * 43},
+            "unwrapkey": {"alg": "RSA-OAEP-256", "value": "A" * 342},
+            "sign": {"alg": "RS256", "value": "A" * 43},
+            "verify": {"alg": "RS256", "digest": "A" * 43, "value": "A" * 342}},
+    "EC": {"sign": {"alg": "ES256", "value": "A" * 43},
+           "verify": {"alg": "ES256", "digest": "A" * 43, "value": "A" * 86},
+           "encrypt": {"alg": "RSA-OAEP-256", "value": "ZGF0YQ"}},
+    "oct": {"encrypt": {"alg": "A256GCM", "value": "ZGF0YQ"},
+            "decrypt": {"alg": "A256GCM", "value": "A" * 22, "iv": "A" * 16, "tag": "A" * 22},
+            "wrapkey": {"alg": "A256KW", "value": "a" * 43},
+            "unwrapkey": {"alg": "A256KW", "value": "A" * 54},
+            "sign": {"alg": "RS256", "value": "A" * 43}},
+}
+
+
+def _create_disabled(key_client, kty: str, name: str):
+    if kty == "RSA":
+        return key_client.create_rsa_key(name, hardware_protected=True, enabled=False)
+    if kty == "EC":
+        return key_client.create_ec_key(name, curve="P-256", hardware_protected=True, enabled=False)
+    return key_client.create_oct_key(name, size=256, hardware_protected=True, enabled=False)
+
+
+@pytest.mark.parametrize("kty", ["RSA", "EC", "oct"])
+def test_disabled_key_refuses_every_operation_through_the_sdk(key_client, remote_crypto, kty, name):
+    key = _create_disabled(key_client, kty, name)
+    # remote_crypto cannot read the key, so every operation, public ones included, reaches the HSM.
+    client = remote_crypto(key)
+    for op, operation in _OPERATIONS[kty].items():
         with pytest.raises(HttpResponseError) as info:
-            operation(crypto_for(key))
-        assert info.value.status_code == 403 and info.value.error.innererror["code"] == "KeyDisabled"
+            operation(client)
+        error = info.value.error
+        assert (info.value.status_code, error.code, error.innererror["code"]) == (403, "Forbidden", "KeyDisabled"), op
+        assert error.message == f"Operation {op} is not allowed on a disabled key.", op
+
+
+@pytest.mark.parametrize("kty", ["RSA", "EC", "oct"])
+def test_disabled_key_refuses_every_operation_over_rest(key_client, raw, kty, name):
+    key = _create_disabled(key_client, kty, name)
+    for op, body in _REST_BODIES[kty].items():
+        for path in (f"/keys/{name}//{op}", f"/keys/{name}/{key.properties.version}/{op}"):
+            response = raw("POST", f"{path}?api-version=7.6", token=True, json=body)
+            assert response.status_code == 403, (path, response.text)
+            assert response.json()["error"]["innererror"] == {"code": "KeyDisabled"}, path
+
+
+def test_enabling_a_disabled_key_restores_its_operations(key_client, remote_crypto, name):
+    key = key_client.create_oct_key(name, size=256, hardware_protected=True, enabled=False)
+    key_client.update_key_properties(name, enabled=True)
+    client = remote_crypto(key)
+    wrapped = client.wrap_key(KeyWrapAlgorithm.aes_256, b"k" * 32)
+    assert client.unwrap_key(KeyWrapAlgorithm.aes_256, wrapped.encrypted_key).key == b"k" * 32
 
 
 def test_expired_and_not_yet_valid_keys_refuse_signing(key_client, crypto_for, name):
