@@ -107,3 +107,25 @@ class InventoryState(models.Model):
 
     def __str__(self) -> str:
         return f"inventory of {self.hsm_id}"
+
+
+class KeyNameClaim(models.Model):
+    """A key name being created or imported on one HSM right now.
+
+    The service adds a version when a name exists, so "check, then create" must run once
+    per name at a time across threads, processes and web nodes. The claim is inserted and
+    committed before the HSM is asked and deleted when the call is over; the unique
+    constraint turns a second concurrent claim into a 409 at once, and no transaction stays
+    open across the HSM call. A claim left by a crashed process expires (services.CLAIM_LEASE).
+    """
+
+    hsm = models.ForeignKey("gateway.HsmInstance", on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=127, help_text="lower-cased: names are case-insensitive")
+    claimed_at = models.DateTimeField(default=timezone.now)
+    request_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hsm", "name"], name="key_name_claim_unique")]
+
+    def __str__(self) -> str:
+        return f"claim on {self.hsm_id}/{self.name}"

@@ -4,14 +4,15 @@ first and then refreshes the inventory cache, and is shared by the page and the 
 Dangerous actions (delete, purge, disable, clearing a rotation policy) take the key's
 name typed again as `confirm_name`, and are registered as approvable operations.
 """
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from keys_app.models import KeyRecord, KeyVersionRecord
+from keys_app.models import KeyNameClaim, KeyRecord, KeyVersionRecord
 from keys_app.selectors import key_get
 from keys_app.spec import KeySpec, dates_validate, name_validate, ops_validate, standards_violations, tags_validate
 from keys_app import rotation
@@ -25,6 +26,10 @@ from portal.jobs.models import Job
 
 DELETED_NAME_TAKEN = ("A deleted key named {name} exists on {hsm}: recover it or purge it "
                       "first (Deleted keys).")
+NAME_TAKEN = "A key named {name} already exists on {hsm}; rotate it to make a new version."
+# Longer than any web request may run (gunicorn's timeout): only a crashed process leaves
+# a claim this old, and the name is free again after it.
+CLAIM_LEASE = timezone.timedelta(minutes=10)
 
 
 def key_target(hsm: HsmInstance, name: str) -> str:
@@ -56,6 +61,41 @@ def _intent(*, actor, action: str, hsm: HsmInstance, name: str, request_id: str,
     # audit_record is its own transaction here: the intent commits before the HSM call.
     return audit_record(actor=actor, action=action, target=key_target(hsm, name),
                         request_id=request_id, detail=detail)
+
+
+@contextmanager
+def _name_claim(hsm: HsmInstance, name: str, request_id: str) -> Iterator[None]:
+    """Hold the claim on a new key name for the duration of its create or import.
+
+    The claim row commits before the HSM is asked (a second claim of the same name, from
+    any process or web node, fails on the unique constraint: 409) and is deleted when the
+    call is over, whatever happened. Serialising only this name's creators keeps other
+    creates on the HSM running in parallel, and no transaction waits on the network.
+    """
+    lowered = name.lower()
+    KeyNameClaim.objects.filter(hsm=hsm, name=lowered,
+                                claimed_at__lt=timezone.now() - CLAIM_LEASE).delete()
+    try:
+        with transaction.atomic():
+            claim = KeyNameClaim.objects.create(hsm=hsm, name=lowered,
+                                                request_id=(request_id or "")[:64])
+    except IntegrityError as exc:
+        raise Conflict(f"A key named {name} is being created on {hsm.name} by another request "
+                       f"right now; refresh the key list in a moment.",
+                       code="name_being_created") from exc
+    try:
+        yield
+    finally:
+        KeyNameClaim.objects.filter(pk=claim.pk).delete()
+
+
+def _refuse_existing_name(hsm: HsmInstance, name: str) -> None:
+    """Creating or importing onto a live name would add a version: refuse it (asks the HSM,
+    the source of truth, not the cache). A deleted key's name is refused by the HSM itself."""
+    with gateway.translated_errors():
+        exists = gateway.key_exists(hsm, name)
+    if exists:
+        raise Conflict(NAME_TAKEN.format(name=name, hsm=hsm.name), code="key_exists")
 
 
 def _tags_text(tags: dict) -> str:
@@ -142,17 +182,20 @@ def key_create(*, hsm: HsmInstance, spec: KeySpec, actor, request_id: str) -> Ke
     """Create a key (and its rotation policy) in the HSM, then cache it. Audited.
 
     Refuses a name that already exists (creating would add a version: use rotate) and a
-    name held by a deleted key (recover or purge first).
+    name held by a deleted key (recover or purge first). Exactly once per name: concurrent
+    creators of one name are serialised by a claim row in the database (_name_claim).
     """
+    with _name_claim(hsm, spec.name, request_id):
+        _refuse_existing_name(hsm, spec.name)
+        return _key_create(hsm=hsm, spec=spec, actor=actor, request_id=request_id)
+
+
+def _key_create(*, hsm: HsmInstance, spec: KeySpec, actor, request_id: str) -> KeyRecord:
     intent = _intent(actor=actor, action="key.create", hsm=hsm, name=spec.name,
                      request_id=request_id, detail={"kty": spec.kty, "key_size": spec.key_size,
                                                     "curve": spec.curve, "key_ops": list(spec.key_ops),
                                                     "tags": spec.tags})
     client = gateway.keys(hsm)
-    if _hsm(intent, lambda: gateway.key_exists(hsm, spec.name)):
-        audit_result(intent, ok=False, detail={"error": "conflict"})
-        raise Conflict(f"A key named {spec.name} already exists on {hsm.name}; rotate it to make "
-                       f"a new version.")
     options = {"hardware_protected": True, "enabled": spec.enabled, "tags": spec.tags or None,
                "not_before": spec.not_before, "expires_on": spec.expires,
                "key_operations": list(spec.key_ops) or None}
@@ -206,13 +249,16 @@ def key_import(*, hsm: HsmInstance, name: str, jwk: dict, enabled: bool = True,
     if violations:
         raise BadInput("The key breaks the key standards: " + " ".join(violations),
                        code="key_standards", fields={"standards": violations})
-    intent = _intent(actor=actor, action="key.import", hsm=hsm, name=name, request_id=request_id,
-                     detail={"kty": kty, "byok": "key_hsm" in jwk, "tags": tags})
-    key = _hsm(intent, lambda: gateway.keys(hsm).import_key(
-        name, convert.json_web_key(jwk), hardware_protected=True, enabled=enabled,
-        not_before=not_before, expires_on=expires, tags=tags or None),
-        conflict_message=DELETED_NAME_TAKEN.format(name=name, hsm=hsm.name))
-    return _refresh(intent, hsm, key)
+    with _name_claim(hsm, name, request_id):
+        _refuse_existing_name(hsm, name)
+        intent = _intent(actor=actor, action="key.import", hsm=hsm, name=name,
+                         request_id=request_id,
+                         detail={"kty": kty, "byok": "key_hsm" in jwk, "tags": tags})
+        key = _hsm(intent, lambda: gateway.keys(hsm).import_key(
+            name, convert.json_web_key(jwk), hardware_protected=True, enabled=enabled,
+            not_before=not_before, expires_on=expires, tags=tags or None),
+            conflict_message=DELETED_NAME_TAKEN.format(name=name, hsm=hsm.name))
+        return _refresh(intent, hsm, key)
 
 
 _UNSET = object()

@@ -1,0 +1,83 @@
+"""Creating (or importing) a name is exactly-once per HSM, whoever asks at the same time.
+
+Each thread is its own database connection, as separate web nodes would be; the claim that
+serialises them lives in PostgreSQL, not in this process's memory.
+"""
+import threading
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from keys_app.models import KeyNameClaim
+from portal import gateway
+
+OWNER = {"owner": "payments"}
+
+
+def _race(admin, hsm, bodies: list[dict]) -> list[int]:
+    """POST every body at once, each from its own thread and connection; the statuses."""
+    barrier = threading.Barrier(len(bodies))
+    statuses = [None] * len(bodies)
+
+    def post(index, body):
+        try:
+            client = APIClient()
+            client.force_authenticate(admin)
+            barrier.wait(timeout=30)
+            statuses[index] = client.post(f"/api/v1/hsms/{hsm.name}/keys/", body,
+                                          format="json").status_code
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(i, body)) for i, body in enumerate(bodies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return statuses
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ten_concurrent_creates_of_one_name_make_one_key_with_one_version(admin, hsm, key_name,
+                                                                          emulator):
+    # Slow existence checks widen the window in which a check-then-create would race.
+    emulator.fail("GET", f"/keys/{key_name}*", status=None, latency_ms=300)
+    statuses = _race(admin, hsm, [{"name": key_name, "preset": "aes", "tags": OWNER}] * 10)
+    emulator.clear_faults()
+
+    assert sorted(statuses) == [201] + [409] * 9
+    assert len(list(gateway.keys(hsm).list_properties_of_key_versions(key_name))) == 1
+    assert not KeyNameClaim.objects.exists()  # every claim is released
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_create_and_import_of_one_name_make_one_key(admin, hsm, key_name, emulator):
+    import base64
+    import os
+
+    emulator.fail("GET", f"/keys/{key_name}*", status=None, latency_ms=300)
+    jwk = {"kty": "oct", "k": base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()}
+    bodies = [{"name": key_name, "key": jwk, "tags": OWNER} if i % 2 else
+              {"name": key_name, "preset": "aes", "tags": OWNER} for i in range(6)]
+    statuses = _race(admin, hsm, bodies)
+    emulator.clear_faults()
+
+    assert sorted(statuses) == [201] + [409] * 5
+    assert len(list(gateway.keys(hsm).list_properties_of_key_versions(key_name))) == 1
+
+
+def test_a_claim_left_by_a_crashed_process_expires(admin, hsm, key_name):
+    from django.utils import timezone
+
+    from keys_app import services
+    from keys_app.spec import spec_build
+
+    spec = spec_build(name=key_name, kty="oct-HSM", tags=OWNER)
+    claim = KeyNameClaim.objects.create(hsm=hsm, name=key_name.lower(), request_id="gone")
+    with pytest.raises(services.Conflict, match="being created"):
+        services.key_create(hsm=hsm, spec=spec, actor=admin, request_id="r1")
+    KeyNameClaim.objects.filter(pk=claim.pk).update(
+        claimed_at=timezone.now() - services.CLAIM_LEASE - timezone.timedelta(seconds=1))
+    record = services.key_create(hsm=hsm, spec=spec, actor=admin, request_id="r2")
+    assert record.name == key_name and not KeyNameClaim.objects.exists()
