@@ -12,3 +12,13 @@ document.addEventListener("submit", function (event) {
     typed.setCustomValidity("");
   }
 });
+
+// A custom validity message makes the browser refuse every later submit before the submit
+// event fires, so it must go as soon as the user edits the box: otherwise one typo jams the
+// form until the page is reloaded.
+document.addEventListener("input", function (event) {
+  var box = event.target;
+  if (box.name === "confirm_name" && box.form && box.form.hasAttribute("data-confirm-name")) {
+    box.setCustomValidity("");
+  }
+});

@@ -1,0 +1,98 @@
+"""The key pages in a browser: typed confirmations, cache age, the create form's preset,
+the rotation-policy form and the list's filters. Each test saves screenshots to look at."""
+import re
+import uuid
+
+import pytest
+from playwright.sync_api import expect
+
+from keys_app import services
+from keys_app.models import KeyRecord
+from keys_app.spec import spec_from_request
+from portal import gateway
+from tests.e2e.conftest import sign_in
+from tests.factories import PASSWORD
+
+WIDE = {"width": 1280, "height": 900}
+
+
+def make_key(hsm, actor, name: str, **extra) -> KeyRecord:
+    """A key created through the service, as the create page would."""
+    spec = spec_from_request({"name": name, "preset": "cmk-wrapping",
+                              "tags": {"owner": "payments"}, **extra})
+    return services.key_create(hsm=hsm, spec=spec, actor=actor, request_id=uuid.uuid4().hex)
+
+
+def shot(page, tmp_path, name: str) -> None:
+    page.set_viewport_size(WIDE)
+    page.screenshot(path=str(tmp_path / f"{name}.png"), full_page=True)
+
+
+def detail(page, hsm, name: str) -> None:
+    page.set_viewport_size(WIDE)
+    page.goto(f"/hsms/{hsm.name}/keys/{name}/")
+    expect(page.locator("h1")).to_contain_text(name)
+
+
+# Item 8: a typo in a typed confirmation must not jam the form.
+
+@pytest.mark.e2e
+def test_delete_goes_through_after_a_typo_is_corrected(page, admin, hsm, key_name, tmp_path):
+    make_key(hsm, admin, key_name)
+    sign_in(page, admin.username, PASSWORD)
+    detail(page, hsm, key_name)
+    box = page.get_by_label("Type the key name to delete it")
+    box.fill(key_name + "x")
+    page.get_by_role("button", name="Delete key").click()
+    # The browser refuses the typo in place: the box says why, nothing is sent.
+    expect(box).to_have_js_property("validity.valid", False)
+    assert box.evaluate("el => el.validationMessage") == f"Type {key_name} to confirm."
+    expect(page).to_have_url(re.compile(f"/keys/{key_name}/$"))
+    shot(page, tmp_path, "delete-typo")
+
+    box.fill(key_name)
+    page.get_by_role("button", name="Delete key").click()
+    page.wait_for_url("**/deleted-keys/")
+    expect(page.locator(".flash-success")).to_contain_text(f"Deleted {key_name}")
+    assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "deleted"
+    assert page.csp_errors == []
+
+
+@pytest.mark.e2e
+def test_purge_goes_through_after_a_typo_is_corrected(page, admin, hsm, key_name, tmp_path):
+    make_key(hsm, admin, key_name)
+    services.key_delete(hsm=hsm, name=key_name, actor=admin, request_id="r-del",
+                        confirm_name=key_name)
+    sign_in(page, admin.username, PASSWORD)
+    page.set_viewport_size(WIDE)
+    page.goto(f"/hsms/{hsm.name}/deleted-keys/")
+    box = page.get_by_label(f"Type {key_name} to confirm purge")
+    box.fill(key_name[:-1])
+    page.get_by_role("button", name="Purge permanently").click()
+    expect(box).to_have_js_property("validity.valid", False)
+    shot(page, tmp_path, "purge-typo")
+
+    box.fill(key_name)
+    page.get_by_role("button", name="Purge permanently").click()
+    expect(page.locator(".flash-success")).to_contain_text(f"Purged {key_name}")
+    assert not KeyRecord.objects.filter(hsm=hsm, name=key_name).exists()
+    assert page.csp_errors == []
+
+
+@pytest.mark.e2e
+def test_clear_policy_goes_through_after_a_typo_is_corrected(page, admin, hsm, key_name, tmp_path):
+    make_key(hsm, admin, key_name)
+    sign_in(page, admin.username, PASSWORD)
+    detail(page, hsm, key_name)
+    box = page.get_by_label("Type the key name to clear the policy")
+    box.fill("wrong-name")
+    page.get_by_role("button", name="Clear policy").click()
+    expect(box).to_have_js_property("validity.valid", False)
+
+    box.fill(key_name)
+    page.get_by_role("button", name="Clear policy").click()
+    expect(page.locator(".flash-success")).to_contain_text(f"Cleared the rotation policy of {key_name}")
+    expect(page.locator("#rotation-policy")).to_have_text("none")
+    assert gateway.keys(hsm).get_key_rotation_policy(key_name).lifetime_actions == []
+    shot(page, tmp_path, "policy-cleared")
+    assert page.csp_errors == []
