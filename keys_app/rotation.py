@@ -12,16 +12,30 @@ from portal.errors import BadInput
 _DURATION = re.compile(r"^P(?!$)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
 MIN_EXPIRY = timedelta(days=28)
 MIN_TRIGGER = timedelta(days=7)
+# The longest duration accepted anywhere in a policy (a year counts 365 days, a month 30).
+MAX_DURATION = timedelta(days=36500)
+MAX_DURATION_TEXT = "P100Y (36500 days)"
 
 
 def duration_days(text: str, *, field: str) -> timedelta:
-    """An ISO-8601 duration (P1Y, P6M, P90D, P2W) as an approximate timedelta, or BadInput."""
+    """An ISO-8601 duration (P1Y, P6M, P90D, P2W) as an approximate timedelta, or BadInput.
+
+    Durations are at most MAX_DURATION; longer ones are refused before any arithmetic.
+    """
     match = _DURATION.match(text or "") if isinstance(text, str) else None
     if not match:
-        raise BadInput(f"{field}: '{text}' is not an ISO-8601 duration such as P90D, P6M or P1Y.",
+        shown = text[:40] if isinstance(text, str) else text
+        raise BadInput(f"{field}: '{shown}' is not an ISO-8601 duration such as P90D, P6M or P1Y.",
                        fields={field: ["Use an ISO-8601 duration such as P90D, P6M or P1Y."]})
+    too_long = BadInput(f"{field}: a duration is at most {MAX_DURATION_TEXT}.",
+                        fields={field: [f"At most {MAX_DURATION_TEXT}."]})
+    if any(len(group or "") > 6 for group in match.groups()):
+        raise too_long
     years, months, weeks, days = (int(group or 0) for group in match.groups())
-    return timedelta(days=years * 365 + months * 30 + weeks * 7 + days)
+    total = years * 365 + months * 30 + weeks * 7 + days
+    if total > MAX_DURATION.days:
+        raise too_long
+    return timedelta(days=total)
 
 
 def policy_validate(policy: dict) -> dict:

@@ -3,7 +3,7 @@ rules (names, types, sizes, curves, operations, dates, tags), then the key stand
 """
 import re
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,6 +26,12 @@ KEY_TYPES = {
 }
 TYPE_ALIASES = {"RSA": "RSA-HSM", "EC": "EC-HSM", "oct": "oct-HSM", "OCT": "oct-HSM"}
 MAX_TAGS, MAX_TAG_NAME, MAX_TAG_VALUE = 15, 512, 256
+# Every date the portal accepts lies in this window (the HSM keeps Unix seconds, and no key
+# needs a date past 2100); dates outside it are refused before any arithmetic on them.
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_DATE = datetime(2100, 1, 1, tzinfo=UTC)
+DATE_BOUNDS_TEXT = "between 1970-01-01 and 2099-12-31 (UTC)"
+DATE_LABELS = {"not_before": "The activation date", "expires": "The expiry date"}
 
 PRESETS = {
     "cmk-wrapping": {"label": "CMK wrapping key (RSA 3072, wrap/unwrap)", "kty": "RSA-HSM",
@@ -87,9 +93,30 @@ def tags_validate(tags) -> dict:
     return dict(tags)
 
 
+def date_bounded(value, *, field_name: str) -> datetime | None:
+    """A date inside the accepted window (naive dates are UTC), or BadInput."""
+    if value is None:
+        return None
+    label = DATE_LABELS.get(field_name, field_name)
+    if not isinstance(value, datetime):
+        raise bad(field_name, f"{label} must be a date and time, e.g. 2027-01-31T00:00:00Z.")
+    if timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    if not EARLIEST_DATE <= value < LATEST_DATE:
+        raise bad(field_name, f"{label} must lie {DATE_BOUNDS_TEXT}.")
+    return value
+
+
+def dates_bounded(not_before, expires) -> tuple[datetime | None, datetime | None]:
+    """Both dates inside the accepted window, or BadInput naming the first that is not."""
+    return (date_bounded(not_before, field_name="not_before"),
+            date_bounded(expires, field_name="expires"))
+
+
 def dates_validate(not_before: datetime | None, expires: datetime | None, *,
                    now: datetime | None = None) -> None:
-    """Expiry must lie in the future and after activation."""
+    """Dates inside the accepted window; expiry in the future and after activation."""
+    not_before, expires = dates_bounded(not_before, expires)
     now = now or timezone.now()
     if expires is not None and expires <= now:
         raise bad("expires", "The expiry date is in the past; choose a future date.")

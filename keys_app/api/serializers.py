@@ -14,7 +14,8 @@ class LifetimeActionIO(serializers.Serializer):
 
 
 class RotationPolicyIO(serializers.Serializer):
-    expires_after = serializers.CharField(max_length=20, required=False, allow_null=True)
+    expires_after = serializers.CharField(max_length=20, required=False, allow_null=True,
+                                          help_text="ISO-8601, P28D to P100Y")
     lifetime_actions = LifetimeActionIO(many=True)
 
 
@@ -22,12 +23,14 @@ class KeyCreateInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, help_text="1-127 ASCII letters, digits, hyphens")
     preset = serializers.ChoiceField(choices=list(PRESETS), required=False)
     kty = serializers.CharField(max_length=16, required=False, help_text=", ".join(KEY_TYPES))
-    key_size = serializers.IntegerField(required=False)
+    key_size = serializers.IntegerField(required=False, min_value=128, max_value=4096)
     curve = serializers.CharField(max_length=16, required=False)
-    public_exponent = serializers.IntegerField(required=False)
+    public_exponent = serializers.IntegerField(required=False, min_value=3, max_value=65537)
     key_ops = serializers.ListField(child=serializers.CharField(max_length=16), required=False)
-    not_before = serializers.DateTimeField(required=False, allow_null=True)
-    expires = serializers.DateTimeField(required=False, allow_null=True)
+    not_before = serializers.DateTimeField(required=False, allow_null=True,
+                                           help_text="1970-01-01 to 2099-12-31 (UTC)")
+    expires = serializers.DateTimeField(required=False, allow_null=True,
+                                        help_text="1970-01-01 to 2099-12-31 (UTC)")
     tags = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=256),
                                  required=False)
     rotation_policy = RotationPolicyIO(required=False, allow_null=True, help_text=(
