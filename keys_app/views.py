@@ -56,6 +56,12 @@ class HsmKeyMixin(PortalPermissionMixin):
             self._hsm = hsm_get_for_user(user=self.request.user, hsm_id=self.hsm_id)
         return self._hsm
 
+    def page(self, template: str, context: dict | None = None, *, status: int = 200):
+        """Render a page of this HSM's key tabs; the tabs show the inventory's cache age."""
+        return render(self.request, template, {
+            "hsm": self.hsm, "state": inventory_state(hsm=self.hsm), **(context or {})},
+            status=status)
+
     def list_url(self) -> str:
         return reverse("keys:key-list", kwargs={"hsm_id": self.hsm_id})
 
@@ -76,9 +82,8 @@ class KeyListView(HsmKeyMixin, View):
         page = Paginator(keys, 50).get_page(request.GET.get("page"))
         query = request.GET.copy()
         query.pop("page", None)
-        return render(request, "keys_app/key_list.html", {
-            "hsm": self.hsm, "hsms": hsm_list(), "form": form, "page": page,
-            "query": query.urlencode(), "state": inventory_state(hsm=self.hsm)})
+        return self.page("keys_app/key_list.html", {
+            "hsms": hsm_list(), "form": form, "page": page, "query": query.urlencode()})
 
 
 def keys_csv_response(keys, filename: str):
@@ -102,8 +107,8 @@ class KeyCreateView(HsmKeyMixin, View):
     required_permission = {"GET": "keys_app.add_keyrecord", "POST": "keys_app.add_keyrecord"}
 
     def get(self, request, hsm_id):
-        return render(request, "keys_app/key_create.html",
-                      {"hsm": self.hsm, "form": KeyCreateForm(initial={"preset": "cmk-wrapping"})})
+        return self.page("keys_app/key_create.html",
+                         {"form": KeyCreateForm(initial={"preset": "cmk-wrapping"})})
 
     def post(self, request, hsm_id):
         form = KeyCreateForm(request.POST)
@@ -119,22 +124,21 @@ class KeyCreateView(HsmKeyMixin, View):
             else:
                 messages.success(request, f"Created {record.name}.")
                 return redirect(self.detail_url(record.name))
-        return render(request, "keys_app/key_create.html", {"hsm": self.hsm, "form": form},
-                      status=400)
+        return self.page("keys_app/key_create.html", {"form": form}, status=400)
 
 
 class KeyImportView(HsmKeyMixin, View):
     required_permission = "keys_app.add_keyrecord"
 
     def get(self, request, hsm_id):
-        return render(request, "keys_app/key_import.html", {"hsm": self.hsm, "form": KeyImportForm(),
-                                                            "restore_form": KeyRestoreForm()})
+        return self.page("keys_app/key_import.html", {"form": KeyImportForm(),
+                                                      "restore_form": KeyRestoreForm()})
 
     def post(self, request, hsm_id):
         form = KeyImportForm(request.POST, request.FILES)
         if not form.is_valid():
-            return render(request, "keys_app/key_import.html", {
-                "hsm": self.hsm, "form": form, "restore_form": KeyRestoreForm()}, status=400)
+            return self.page("keys_app/key_import.html", {
+                "form": form, "restore_form": KeyRestoreForm()}, status=400)
         return _act(request, lambda: services.key_import(
             hsm=self.hsm, name=form.cleaned_data["name"], jwk=form.jwk(),
             tags=tags_parse(form.cleaned_data["tags"]), expires=form.cleaned_data["expires"],
@@ -162,8 +166,8 @@ class KeyDetailView(HsmKeyMixin, View):
 
     def get(self, request, hsm_id, name):
         record = key_get(hsm=self.hsm, name=name)
-        return render(request, "keys_app/key_detail.html", {
-            "hsm": self.hsm, "key": record, "versions": record.versions.all()[:100],
+        return self.page("keys_app/key_detail.html", {
+            "key": record, "versions": record.versions.all()[:100],
             "activity": key_activity(hsm=self.hsm, name=name),
             "violations": standards_violations(record),
             "update_form": KeyUpdateForm.for_record(record),
@@ -258,9 +262,8 @@ class DeletedKeyListView(HsmKeyMixin, View):
         from keys_app.selectors import KeyFilter
 
         keys = key_list(hsm=self.hsm, filters=KeyFilter(state="deleted", sort="name"))
-        return render(request, "keys_app/deleted_key_list.html", {
-            "hsm": self.hsm, "page": Paginator(keys, 50).get_page(request.GET.get("page")),
-            "state": inventory_state(hsm=self.hsm)})
+        return self.page("keys_app/deleted_key_list.html", {
+            "page": Paginator(keys, 50).get_page(request.GET.get("page"))})
 
 
 class KeyRecoverView(HsmKeyMixin, View):

@@ -96,3 +96,26 @@ def test_clear_policy_goes_through_after_a_typo_is_corrected(page, admin, hsm, k
     assert gateway.keys(hsm).get_key_rotation_policy(key_name).lifetime_actions == []
     shot(page, tmp_path, "policy-cleared")
     assert page.csp_errors == []
+
+
+# Item 9: the detail, create and import pages tell the cache age the list tells.
+
+@pytest.mark.e2e
+def test_pages_tell_the_cache_age_after_a_refresh(page, admin, hsm, key_name, celery_worker,
+                                                  tmp_path):
+    make_key(hsm, admin, key_name)
+    sign_in(page, admin.username, PASSWORD)
+    page.set_viewport_size(WIDE)
+    page.goto(f"/hsms/{hsm.name}/keys/new/")
+    expect(page.locator("#cache-age")).to_contain_text("has not been synced yet")
+    page.get_by_role("button", name="Refresh now").click()
+    page.wait_for_url("**/jobs/*/")
+    expect(page.locator("#job-progress")).to_have_attribute("data-status", "succeeded",
+                                                            timeout=60_000)
+    for url in (f"/hsms/{hsm.name}/keys/", f"/hsms/{hsm.name}/keys/{key_name}/",
+                f"/hsms/{hsm.name}/keys/new/", f"/hsms/{hsm.name}/keys/import/"):
+        page.goto(url)
+        expect(page.locator("#cache-age")).to_contain_text("Inventory synced")
+        expect(page.locator("#cache-age")).not_to_contain_text("not been synced")
+    shot(page, tmp_path, "import-cache-age")
+    assert page.csp_errors == []
