@@ -2,7 +2,7 @@
 rules (names, types, sizes, curves, operations, dates, tags), then the key standards file.
 """
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -161,6 +161,9 @@ def spec_build(*, name, kty, key_size=None, curve=None, public_exponent=None, ke
             raise bad("key_size", "EC-HSM keys take a curve, not a size.")
     if public_exponent is not None and (kty != "RSA-HSM" or public_exponent not in (3, 17, 65537)):
         raise bad("public_exponent", "Public exponent applies to RSA keys only: 3, 17 or 65537.")
+    # Defaults first, then every rule on the dates the key will really have.
+    not_before, expires = dates_bounded(not_before, expires)
+    expires = expiry_default(not_before, expires)
     dates_validate(not_before, expires)
     if rotation_policy is None and apply_default_policy:
         rotation_policy = standards().get("default_rotation_policy")
@@ -174,10 +177,28 @@ def spec_build(*, name, kty, key_size=None, curve=None, public_exponent=None, ke
     if violations:
         raise BadInput("The key breaks the key standards: " + " ".join(violations),
                        code="key_standards", fields={"standards": violations})
-    if spec.expires is None and standards().get("max_lifetime_days"):
-        spec = replace(spec, expires=(spec.not_before or timezone.now())
-                       + timedelta(days=int(standards()["max_lifetime_days"])))
     return spec
+
+
+def expiry_default(not_before: datetime | None, expires: datetime | None, *,
+                   now: datetime | None = None) -> datetime | None:
+    """The expiry a new key gets: the one asked for, else activation (or now) plus the
+    standards' maximum lifetime. Call with bounded dates; a default that would already have
+    passed, or that leaves the accepted window, is BadInput naming the activation date."""
+    max_days = standards().get("max_lifetime_days")
+    if expires is not None or not max_days:
+        return expires
+    now = now or timezone.now()
+    expires = (not_before or now) + timedelta(days=int(max_days))
+    if expires <= now:
+        raise bad("not_before", f"With activation on {not_before:%Y-%m-%d}, the longest lifetime "
+                                f"the key standards allow ({max_days} days) ended on "
+                                f"{expires:%Y-%m-%d}: choose a later activation date.")
+    if expires >= LATEST_DATE:
+        raise bad("not_before", f"With activation on {not_before:%Y-%m-%d}, the default expiry "
+                                f"({max_days} days later) would fall after 2099-12-31: choose an "
+                                f"earlier activation date or give an expiry date.")
+    return expires
 
 
 @lru_cache(maxsize=4)

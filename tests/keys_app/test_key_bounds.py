@@ -132,3 +132,45 @@ def test_the_bounds_themselves_are_accepted():
     assert rotation.duration_days("P36500D", field="x").days == 36500
     with pytest.raises(BadInput, match="P100Y"):
         rotation.duration_days("P36501D", field="x")
+
+
+
+
+def test_api_backdated_activation_without_expiry_is_refused_not_created_expired(
+        api_as, admin, hsm, key_name):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from portal import gateway
+
+    long_ago = (timezone.now() - timedelta(days=800)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    response = api_as(admin).post(f"/api/v1/hsms/{hsm.name}/keys/", {
+        "name": key_name, "preset": "aes", "tags": OWNER, "not_before": long_ago}, format="json")
+    assert response.status_code == 400, response.content
+    error = response.json()["error"]
+    assert "choose a later activation date" in error["message"]
+    assert "not_before" in error["fields"]
+    assert not gateway.key_exists(hsm, key_name) and _intents("key.create") == 0
+    # A backdated activation whose default expiry is still ahead is fine, and expires on it.
+    recent = timezone.now() - timedelta(days=100)
+    created = api_as(admin).post(f"/api/v1/hsms/{hsm.name}/keys/", {
+        "name": key_name, "preset": "aes", "tags": OWNER,
+        "not_before": recent.strftime("%Y-%m-%dT%H:%M:%SZ")}, format="json")
+    assert created.status_code == 201, created.content
+    expires = gateway.keys(hsm).get_key(key_name).properties.expires_on
+    assert abs((expires - recent) - timedelta(days=730)) < timedelta(seconds=2)
+
+
+def test_page_backdated_activation_without_expiry_is_refused(client, admin, hsm, key_name):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    client.force_login(admin)
+    long_ago = (timezone.now() - timedelta(days=800)).strftime("%Y-%m-%dT%H:%M")
+    response = client.post(f"/hsms/{hsm.name}/keys/new/", {
+        "preset": "aes", "name": key_name, "tags": "owner=payments", "not_before": long_ago})
+    assert response.status_code == 400
+    assert "choose a later activation date" in str(response.context["form"].errors)
+    assert _intents("key.create") == 0
