@@ -29,3 +29,27 @@ class ApiToken(models.Model):
     @staticmethod
     def new_raw() -> str:
         return secrets.token_urlsafe(32)
+
+
+class SignInThrottle(models.Model):
+    """Failed sign-ins counted for one key: an account, an address, or the pair of both.
+
+    Keys never hold a typed username: an existing account is `user:<id>`, any other name
+    an HMAC of its normalised form. See portal/accounts/throttle.py for the policy.
+    """
+
+    class Scope(models.TextChoices):
+        PAIR = "pair", "Account from one address"
+        ADDRESS = "address", "Address, all accounts"
+        ACCOUNT = "account", "Account, all addresses"
+
+    key = models.CharField(max_length=200, unique=True)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    failures = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0, help_text="Attempts refused while blocked.")
+    last_failure = models.DateTimeField(null=True, blank=True, db_index=True)
+    blocked_until = models.DateTimeField(null=True, blank=True)
+    lockout_audited = models.BooleanField(default=False)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.failures} failures"

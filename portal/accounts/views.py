@@ -1,22 +1,17 @@
-"""Sign-in and sign-out with local accounts, both audited; repeated failures lock sign-in."""
-from datetime import timedelta
+"""Sign-in and sign-out with local accounts, both audited; guessing is throttled.
+
+The throttle (portal/accounts/throttle.py) decides before the password is checked and
+before anything is written to the audit trail.
+"""
+import math
 
 from django.contrib.auth import views as auth_views
 from django.utils import timezone
 
+from portal.accounts.throttle import (client_address, sign_in_attempt, sign_in_failed,
+                                      sign_in_succeeded, sign_in_throttle_check)
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
-
-
-MAX_FAILURES = 5
-LOCKOUT = timedelta(minutes=15)
-
-
-def recent_failures(username: str) -> int:
-    """Failed sign-ins for this username in the lockout window (read from the audit trail)."""
-    return AuditEvent.objects.filter(target=f"user:{username[:150]}", action="auth.sign_in",
-                                     outcome=AuditEvent.Outcome.DENIED,
-                                     time__gte=timezone.now() - LOCKOUT).count()
 
 
 class SignInView(auth_views.LoginView):
@@ -24,28 +19,26 @@ class SignInView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
-        username = (request.POST.get("username") or "")[:150]
-        if recent_failures(username) >= MAX_FAILURES:
-            # Refused before the password is even checked, so guessing gains nothing.
-            audit_record(actor=None, action="auth.sign_in", target=f"user:{username}",
-                         request_id=request.id, outcome=AuditEvent.Outcome.DENIED,
-                         detail={"reason": "locked after repeated failures"})
-            form = self.get_form_class()(request)  # unbound: the password is never checked
-            return self.render_to_response(self.get_context_data(form=form, locked=True),
-                                           status=429)
+        self.attempt = sign_in_attempt(username=request.POST.get("username") or "",
+                                       address=client_address(request))
+        retry_at = sign_in_throttle_check(attempt=self.attempt)
+        if retry_at is not None:
+            # Refused before the password is checked, so guessing gains nothing.
+            form = self.get_form_class()(request)  # unbound: nothing typed is echoed back
+            wait = max(1, math.ceil((retry_at - timezone.now()).total_seconds()))
+            response = self.render_to_response(
+                self.get_context_data(form=form, retry_at=retry_at,
+                                      retry_minutes=math.ceil(wait / 60)), status=429)
+            response["Retry-After"] = str(wait)
+            return response
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
-        user = form.get_user()
-        audit_record(actor=user, action="auth.sign_in", target=f"user:{user.get_username()}",
-                     request_id=self.request.id, outcome=AuditEvent.Outcome.SUCCEEDED)
+        sign_in_succeeded(attempt=self.attempt, user=form.get_user(), request_id=self.request.id)
         return super().form_valid(form)
 
     def form_invalid(self, form):
-        username = (form.data.get("username") or "")[:150]
-        audit_record(actor=None, action="auth.sign_in", target=f"user:{username}",
-                     request_id=self.request.id, outcome=AuditEvent.Outcome.DENIED,
-                     detail={"reason": "invalid credentials or inactive account"})
+        sign_in_failed(attempt=self.attempt, actor=self.request.user, request_id=self.request.id)
         return super().form_invalid(form)
 
 
