@@ -28,6 +28,10 @@ def fill(count: int) -> None:
     start = timezone.now() - timedelta(days=365)
     prev = GENESIS_HASH
     with connection.cursor() as cursor:
+        # A bulk load skips the chain guards (each row would re-check the head); the scratch
+        # database's superuser may, the portal's runtime role may not.
+        cursor.execute("ALTER TABLE audit_auditevent DISABLE TRIGGER USER")
+        cursor.execute("ALTER TABLE audit_auditchainhead DISABLE TRIGGER USER")
         with cursor.copy("COPY audit_auditevent (seq, time, actor_id, actor_name, role, "
                          "request_id, action, target, outcome, detail, prev_hash, hash) "
                          "FROM STDIN") as copy:
@@ -47,6 +51,8 @@ def fill(count: int) -> None:
                                 row["hash"]])
         cursor.execute("UPDATE audit_auditchainhead SET seq = %s, hash = %s WHERE id = 1",
                        [count, prev])
+        cursor.execute("ALTER TABLE audit_auditevent ENABLE TRIGGER USER")
+        cursor.execute("ALTER TABLE audit_auditchainhead ENABLE TRIGGER USER")
         cursor.execute("ANALYZE audit_auditevent")
 
 

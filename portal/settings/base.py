@@ -96,6 +96,9 @@ else:
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
         }
     }
+# The role that owns the tables: `migrate` and `audit_db_roles` connect with it, while
+# DATABASE_URL's role (the runtime) may only INSERT and SELECT audit rows. Unset: one role.
+DATABASE_OWNER_URL = env_secret("DATABASE_OWNER_URL")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

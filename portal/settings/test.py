@@ -7,6 +7,10 @@ import dj_database_url
 
 DATABASES = {"default": dj_database_url.parse(
     env_str("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal"))}
+# The test flush TRUNCATEs every table; the audit tables' trigger lets only their owner do
+# that, and only with this session setting (see portal/audit/migrations/0003).
+DATABASES["default"]["OPTIONS"] = {"options": "-c portal.audit_truncate=allow"}
+DATABASE_OWNER_URL = ""
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_BROKER_URL = env_str("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
