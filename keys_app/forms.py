@@ -32,11 +32,35 @@ class RotationFields(forms.Form):
         return {"expires_after": data.get("expires_after") or None, "lifetime_actions": actions}
 
 
+class PresetSelect(forms.Select):
+    """The preset list; each option carries what it fills, for portal.js to show."""
+
+    def create_option(self, name, value, *args, **kwargs):
+        option = super().create_option(name, value, *args, **kwargs)
+        preset = PRESETS.get(str(value))
+        if preset:
+            option["attrs"].update({"data-kty": preset["kty"],
+                                    "data-key-size": preset.get("key_size") or "",
+                                    "data-curve": preset.get("curve") or "",
+                                    "data-key-ops": " ".join(preset["key_ops"])})
+        return option
+
+
+class KeyTypeSelect(forms.Select):
+    """The key types; each option carries the operations the type supports."""
+
+    def create_option(self, name, value, *args, **kwargs):
+        option = super().create_option(name, value, *args, **kwargs)
+        if value in KEY_TYPES:
+            option["attrs"]["data-key-ops"] = " ".join(KEY_TYPES[value]["ops"])
+        return option
+
+
 class KeyCreateForm(RotationFields):
-    preset = forms.ChoiceField(required=False, choices=[("", "— none —")] + [
-        (slug, preset["label"]) for slug, preset in PRESETS.items()])
+    preset = forms.ChoiceField(required=False, widget=PresetSelect, choices=[
+        ("", "Custom (choose below)")] + [(slug, preset["label"]) for slug, preset in PRESETS.items()])
     name = forms.CharField(max_length=200)
-    kty = forms.ChoiceField(required=False, label="Type",
+    kty = forms.ChoiceField(required=False, label="Type", widget=KeyTypeSelect,
                             choices=[("", "— from preset —")] + [(k, k) for k in KEY_TYPES])
     key_size = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, choices=[
         ("", "default")] + [(str(s), str(s)) for s in (128, 192, 256, 2048, 3072, 4096)])
@@ -53,6 +77,11 @@ class KeyCreateForm(RotationFields):
     def request_data(self) -> dict:
         """The cleaned input in the shape spec_from_request takes (tags may raise BadInput)."""
         data = dict(self.cleaned_data)
+        preset = PRESETS.get(data.get("preset") or "")
+        if preset and data.get("kty") and data["kty"] != preset["kty"]:
+            # A type chosen by hand wins: the preset's size, curve and operations belong to
+            # another type and would only contradict it.
+            data["preset"] = ""
         data["tags"] = tags_parse(data.get("tags", ""))
         policy = self.rotation_policy()
         data["rotation_policy"] = "none" if data.pop("no_rotation_policy") else policy

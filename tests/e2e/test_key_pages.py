@@ -119,3 +119,41 @@ def test_pages_tell_the_cache_age_after_a_refresh(page, admin, hsm, key_name, ce
         expect(page.locator("#cache-age")).not_to_contain_text("not been synced")
     shot(page, tmp_path, "import-cache-age")
     assert page.csp_errors == []
+
+
+# Item 10: the preselected preset fills the form and gives way to a manual choice.
+
+@pytest.mark.e2e
+def test_a_manual_type_wins_over_the_preselected_preset(page, admin, hsm, key_name, tmp_path):
+    sign_in(page, admin.username, PASSWORD)
+    page.set_viewport_size(WIDE)
+    page.goto(f"/hsms/{hsm.name}/keys/new/")
+    # The preselected preset shows what it stands for.
+    expect(page.locator("#id_preset")).to_have_value("cmk-wrapping")
+    expect(page.locator("#id_kty")).to_have_value("RSA-HSM")
+    expect(page.locator("#id_key_size")).to_have_value("3072")
+    expect(page.locator("input[name=key_ops][value=wrapKey]")).to_be_checked()
+    shot(page, tmp_path, "create-preset")
+
+    page.locator("#id_kty").select_option("EC-HSM")
+    page.locator("#id_curve").select_option("P-384")
+    expect(page.locator("#id_preset")).to_have_value("")
+    expect(page.locator("#id_key_size")).to_be_disabled()
+    expect(page.locator("input[name=key_ops][value=wrapKey]")).not_to_be_checked()
+    expect(page.locator("input[name=key_ops][value=wrapKey]")).to_be_disabled()
+    page.locator("#id_name").fill(key_name)
+    page.locator("#id_tags").fill("owner=payments")
+    shot(page, tmp_path, "create-manual")
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator(".flash-success")).to_contain_text(f"Created {key_name}")
+    expect(page.locator("#attributes")).to_contain_text("EC-HSM P-384")
+    record = KeyRecord.objects.get(hsm=hsm, name=key_name)
+    assert (record.kty, record.curve) == ("EC-HSM", "P-384")
+
+    # Choosing a preset again fills every field it stands for.
+    page.goto(f"/hsms/{hsm.name}/keys/new/")
+    page.locator("#id_preset").select_option("aes")
+    expect(page.locator("#id_kty")).to_have_value("oct-HSM")
+    expect(page.locator("#id_key_size")).to_have_value("256")
+    expect(page.locator("#id_curve")).to_be_disabled()
+    assert page.csp_errors == []

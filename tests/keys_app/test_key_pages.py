@@ -44,3 +44,37 @@ def test_a_never_synced_inventory_says_so(client, admin, hsm):
     client.force_login(admin)
     page = client.get(f"/hsms/{hsm.name}/keys/new/")
     assert "The inventory of primary has not been synced yet." in page.content.decode()
+
+
+# Item 10: a type chosen by hand wins over the preselected preset.
+
+def test_a_type_chosen_by_hand_wins_over_the_preset(client, admin, hsm, key_name):
+    client.force_login(admin)
+    response = client.post(f"/hsms/{hsm.name}/keys/new/", {
+        "preset": "cmk-wrapping", "name": key_name, "kty": "EC-HSM", "curve": "P-384",
+        "tags": "owner=payments"})
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    record = KeyRecord.objects.get(hsm=hsm, name=key_name)
+    assert (record.kty, record.curve, record.key_size) == ("EC-HSM", "P-384", None)
+    assert {"sign", "verify"} <= set(record.key_ops)
+    assert not {"wrapKey", "unwrapKey"} & set(record.key_ops)  # the preset's, not asked for
+    assert gateway.keys(hsm).get_key(key_name).key.crv == "P-384"
+
+
+def test_a_preset_of_the_same_type_fills_only_what_is_left_empty(client, admin, hsm, key_name):
+    client.force_login(admin)
+    response = client.post(f"/hsms/{hsm.name}/keys/new/", {
+        "preset": "cmk-wrapping", "name": key_name, "kty": "RSA-HSM", "key_size": "4096",
+        "tags": "owner=payments"})
+    assert response.status_code == 302
+    record = KeyRecord.objects.get(hsm=hsm, name=key_name)
+    assert (record.kty, record.key_size) == ("RSA-HSM", 4096)
+    assert set(record.key_ops) == {"wrapKey", "unwrapKey"}
+
+
+def test_the_preset_options_carry_what_they_fill(client, admin, hsm):
+    client.force_login(admin)
+    text = client.get(f"/hsms/{hsm.name}/keys/new/").content.decode()
+    assert ('<option value="signing" data-kty="EC-HSM" data-key-size="" data-curve="P-256" '
+            'data-key-ops="sign verify">') in text
+    assert '<option value="oct-HSM" data-key-ops="encrypt decrypt wrapKey unwrapKey">' in text
