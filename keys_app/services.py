@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from keys_app.models import KeyNameClaim, KeyRecord, KeyVersionRecord
 from keys_app.selectors import key_get
-from keys_app.spec import KeySpec, dates_validate, name_validate, ops_validate, standards_violations, tags_validate
+from keys_app.spec import (KeySpec, date_bounded, dates_validate, name_validate, ops_validate,
+                           standards_violations, tags_validate)
 from keys_app import rotation
 from portal import gateway
 from portal.audit.models import AuditEvent
@@ -44,15 +45,21 @@ def confirm(name: str, confirm_name: str | None) -> None:
                        fields={"confirm_name": [f"Type {name} to confirm."]})
 
 
-def _hsm(intent: AuditEvent, call: Callable, *, conflict_message: str | None = None):
-    """Run one HSM call; a failure is audited as the intent's outcome and re-raised."""
+def _all(intent: AuditEvent | list[AuditEvent]) -> list[AuditEvent]:
+    return intent if isinstance(intent, list) else [intent]
+
+
+def _hsm(intent: AuditEvent | list[AuditEvent], call: Callable, *,
+         conflict_message: str | None = None):
+    """Run one HSM call; a failure is audited as each intent's outcome and re-raised."""
     try:
         with gateway.translated_errors():
             return call()
     except PortalError as exc:
         if conflict_message and isinstance(exc, Conflict):
             exc = Conflict(conflict_message, code=exc.code)
-        audit_result(intent, ok=False, detail={"error": exc.code, "message": exc.message[:300]})
+        for each in _all(intent):
+            audit_result(each, ok=False, detail={"error": exc.code, "message": exc.message[:300]})
         raise exc from exc.__cause__
 
 
@@ -160,8 +167,8 @@ def _versions(hsm: HsmInstance, name: str) -> list[dict]:
             for props in gateway.keys(hsm).list_properties_of_key_versions(name)]
 
 
-def _refresh(intent: AuditEvent, hsm: HsmInstance, key, *, policy=False, detail=None,
-             reload_versions: bool = False) -> KeyRecord:
+def _refresh(intent: AuditEvent | list[AuditEvent], hsm: HsmInstance, key, *, policy=False,
+             detail=None, reload_versions: bool = False) -> KeyRecord:
     """After a successful write: update the cache from the returned key, audit success.
 
     The returned bundle is the version written (create, rotate, import, update), so only
@@ -174,7 +181,8 @@ def _refresh(intent: AuditEvent, hsm: HsmInstance, key, *, policy=False, detail=
                                    rotation_policy=policy)
         if versions is None:
             version_rows_upsert(record, [snapshot])
-        audit_result(intent, ok=True, detail={"version": snapshot["version"], **(detail or {})})
+        for each in _all(intent):
+            audit_result(each, ok=True, detail={"version": snapshot["version"], **(detail or {})})
     return record
 
 
@@ -262,6 +270,23 @@ def key_import(*, hsm: HsmInstance, name: str, jwk: dict, enabled: bool = True,
 
 
 _UNSET = object()
+_DATE_ATTRIBUTES = {"not_before": "not_before", "expires": "expires_on"}  # ours -> the SDK's
+
+
+def _same_time(asked: datetime, current: datetime | None) -> bool:
+    """Whether a date asked for is the key's current one. The HSM keeps whole seconds, and
+    the page's date field shows minutes, so a minute-precise date matching the current
+    date's minute is the current date sent back unchanged."""
+    if current is None:
+        return False
+    asked = asked.replace(microsecond=0)
+    if asked == current:
+        return True
+    return asked.second == 0 and asked == current.replace(second=0, microsecond=0)
+
+
+def _audit_text(value):
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_UNSET,
@@ -269,41 +294,97 @@ def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_
                confirm_name: str | None = None) -> KeyRecord:
     """Update a key's attributes, tags or operations (latest version). Audited.
 
-    Disabling is dangerous and needs the typed confirmation. The result must still meet
-    the key standards.
+    Compared with the key as the HSM holds it now, only what differs is sent and audited:
+    an attribute change is `key.update`, enabling and disabling are `key.enable` and
+    `key.disable` (their own intents and outcomes, applied in the same HSM call), and a
+    request that changes nothing is refused as such with nothing audited. The HSM cannot
+    remove an activation or expiry date, so asking to (None) is refused. Disabling needs the
+    typed confirmation. The change may not add a breach of the key standards.
     """
     record = key_get(hsm=hsm, name=name)
     name = record.name
-    changes = {}
-    if enabled is not _UNSET and enabled is not None:
-        changes["enabled"] = bool(enabled)
-        if not enabled and record.enabled:
-            confirm(name, confirm_name)
-    new_nbf = record.not_before if not_before is _UNSET else not_before
-    new_exp = record.expires if expires is _UNSET else expires
-    if not_before is not _UNSET or expires is not _UNSET:
-        dates_validate(new_nbf, new_exp)
-        changes.update(not_before=new_nbf, expires_on=new_exp)
+    asked_dates = {field: date_bounded(value, field_name=field)
+                   for field, value in (("not_before", not_before), ("expires", expires))
+                   if value is not _UNSET}
     if key_ops is not _UNSET and key_ops is not None:
-        changes["key_operations"] = list(ops_validate(record.kty, key_ops))
+        key_ops = ops_validate(record.kty, key_ops)
+        if not key_ops:
+            raise BadInput("A key needs at least one operation.",
+                           fields={"key_ops": ["Choose at least one operation."]})
     if tags is not _UNSET and tags is not None:
-        changes["tags"] = tags_validate(tags)
-    if not changes:
-        raise BadInput("Nothing to change.")
-    after = KeySpec(name=name, kty=record.kty, key_size=record.key_size, curve=record.curve or None,
-                    tags=changes.get("tags", record.tags), not_before=new_nbf, expires=new_exp)
-    violations = standards_violations(after)
-    if violations:
-        raise BadInput("The change breaks the key standards: " + " ".join(violations),
-                       code="key_standards", fields={"standards": violations})
-    audit_changes = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in changes.items()}
-    action = "key.disable" if changes.get("enabled") is False else \
-        "key.enable" if changes.get("enabled") is True and len(changes) == 1 else "key.update"
-    intent = _intent(actor=actor, action=action, hsm=hsm, name=name, request_id=request_id,
-                     detail={"changes": audit_changes})
-    key = _hsm(intent, lambda: gateway.keys(hsm).update_key_properties(name, **changes))
-    # update_key_properties returns the key bundle of the updated version.
-    return _refresh(intent, hsm, key)
+        tags = tags_validate(tags)
+    with gateway.translated_errors():
+        current = convert.key_snapshot(gateway.keys(hsm).get_key(name))
+
+    changes, before = {}, {}  # our field names -> new and current values
+    for field, value in asked_dates.items():
+        if value is None:
+            if current[field] is not None:
+                label = "activation" if field == "not_before" else "expiry"
+                raise BadInput(f"The HSM cannot remove a key's {label} date once set; give a "
+                               f"different date instead.",
+                               fields={field: [f"The {label} date cannot be removed."]})
+        elif not _same_time(value, current[field]):
+            changes[field], before[field] = value, current[field]
+    if key_ops is not _UNSET and key_ops is not None and set(key_ops) != set(current["key_ops"]):
+        changes["key_ops"], before["key_ops"] = list(key_ops), current["key_ops"]
+    if tags is not _UNSET and tags is not None and tags != current["tags"]:
+        changes["tags"], before["tags"] = tags, current["tags"]
+    toggle = None
+    if enabled is not _UNSET and enabled is not None and bool(enabled) != current["enabled"]:
+        toggle = bool(enabled)
+        if not toggle:
+            confirm(name, confirm_name)
+    if not changes and toggle is None:
+        raise BadInput(f"Nothing changed: {name} already has these values.", code="no_change")
+
+    if changes:
+        new_nbf = changes.get("not_before", current["not_before"])
+        new_exp = changes.get("expires", current["expires"])
+        if "not_before" in changes or "expires" in changes:
+            dates_validate(new_nbf, new_exp)
+        spec = dict(name=name, kty=record.kty, key_size=record.key_size,
+                    curve=record.curve or None)
+        old = standards_violations(KeySpec(**spec, tags=current["tags"],
+                                           not_before=current["not_before"],
+                                           expires=current["expires"]))
+        added = [v for v in standards_violations(KeySpec(
+            **spec, tags=changes.get("tags", current["tags"]), not_before=new_nbf,
+            expires=new_exp)) if v not in old]
+        if added:
+            raise BadInput("The change breaks the key standards: " + " ".join(added),
+                           code="key_standards", fields={"standards": added})
+
+    intents = []
+    if changes:
+        intents.append(_intent(actor=actor, action="key.update", hsm=hsm, name=name,
+                               request_id=request_id, detail={
+                                   "changes": {k: _audit_text(v) for k, v in changes.items()},
+                                   "before": {k: _audit_text(v) for k, v in before.items()}}))
+    if toggle is not None:
+        intents.append(_intent(actor=actor, action="key.enable" if toggle else "key.disable",
+                               hsm=hsm, name=name, request_id=request_id))
+    sdk_changes = {_DATE_ATTRIBUTES.get(k, "key_operations" if k == "key_ops" else k): v
+                   for k, v in changes.items()}
+    if toggle is not None:
+        sdk_changes["enabled"] = toggle
+    # One HSM call applies both; update_key_properties returns the updated version's bundle.
+    key = _hsm(intents, lambda: gateway.keys(hsm).update_key_properties(name, **sdk_changes))
+    # The trail records what the HSM reports, not what was asked: check it took everything.
+    now = convert.key_snapshot(key)
+    missed = [field for field, value in changes.items() if not (
+        set(now[field]) == set(value) if field == "key_ops" else
+        _same_time(value, now[field]) if field in _DATE_ATTRIBUTES else now[field] == value)]
+    if toggle is not None and now["enabled"] != toggle:
+        missed.append("enabled")
+    if missed:
+        with transaction.atomic():
+            key_record_upsert(hsm=hsm, snapshot=now)
+            for each in intents:
+                audit_result(each, ok=False, detail={"error": "not_applied", "fields": missed})
+        raise Conflict(f"The HSM did not apply the change of {', '.join(missed)} to {name}; "
+                       f"the key shows what the HSM holds now.", code="not_applied")
+    return _refresh(intents, hsm, key)
 
 
 def key_rotate(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRecord:
