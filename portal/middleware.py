@@ -1,25 +1,48 @@
 """Request ids, extra security headers, and PortalError pages for the HTML door."""
 import re
 import uuid
+from contextvars import ContextVar
 
 from django.shortcuts import render
 
 from portal.errors import PortalError
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+_CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,64}")  # whole string: see fullmatch below
+
+# (server request id, client request id) of the request this thread is serving.
+_current_ids: ContextVar[tuple[str, str]] = ContextVar("portal_request_ids", default=("", ""))
+
+
+def client_request_id_for(request_id: str) -> str:
+    """The caller's X-Request-ID of the request being served, if request_id is that request's."""
+    server_id, client_id = _current_ids.get()
+    return client_id if request_id and request_id == server_id else ""
 
 
 class RequestIdMiddleware:
-    """Give every request an id (the caller's X-Request-ID if sane), echoed in the response."""
+    """Give every request a server-made id, echoed as X-Request-ID.
+
+    The caller's own X-Request-ID, if it is 8-64 characters of [A-Za-z0-9._-], is kept
+    apart as request.client_request_id (audited in its own column, echoed as
+    X-Client-Request-ID); it never becomes the request's id.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        request.id = uuid.uuid4().hex
         supplied = request.headers.get("X-Request-ID", "")
-        request.id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
-        response = self.get_response(request)
+        # fullmatch: with re.match and "$" a trailing newline would pass.
+        request.client_request_id = supplied if _CLIENT_REQUEST_ID.fullmatch(supplied) else ""
+        token = _current_ids.set((request.id, request.client_request_id))
+        try:
+            response = self.get_response(request)
+        finally:
+            _current_ids.reset(token)
         response["X-Request-ID"] = request.id
+        if request.client_request_id:
+            response["X-Client-Request-ID"] = request.client_request_id
         return response
 
 

@@ -7,6 +7,9 @@ from datetime import datetime
 GENESIS_HASH = "0" * 64
 HASHED_FIELDS = ("seq", "time", "actor_id", "actor_name", "role", "request_id", "action",
                  "target", "outcome", "detail", "prev_hash")
+# Hashed only when not empty: rows written before the field existed keep their hashes,
+# and setting, changing or clearing it on any row still breaks that row's hash.
+OPTIONAL_HASHED_FIELDS = ("client_request_id",)
 
 
 def _canonical_time(value: datetime) -> str:
@@ -17,6 +20,7 @@ def _canonical_time(value: datetime) -> str:
 def event_hash(fields: dict) -> str:
     """SHA-256 over the canonical JSON of a row's hashed fields (prev_hash included)."""
     payload = {name: fields[name] for name in HASHED_FIELDS}
+    payload.update({name: fields[name] for name in OPTIONAL_HASHED_FIELDS if fields.get(name)})
     payload["time"] = _canonical_time(payload["time"])
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       default=str)

@@ -4,8 +4,9 @@ import json
 from portal.audit.models import AuditEvent
 from portal.downloads import csv_lines
 
-EXPORT_FIELDS = ("seq", "time", "actor_id", "actor_name", "role", "request_id", "action",
-                 "target", "outcome", "detail", "prev_hash", "hash")
+EXPORT_FIELDS = ("seq", "time", "actor_id", "actor_name", "role", "request_id",
+                 "client_request_id", "action", "target", "outcome", "detail", "prev_hash",
+                 "hash")
 
 
 def event_row(event: AuditEvent) -> dict:

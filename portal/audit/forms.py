@@ -16,6 +16,8 @@ class AuditFilterForm(forms.Form):
     since = forms.DateTimeField(required=False, help_text="UTC, e.g. 2026-11-01 00:00")
     until = forms.DateTimeField(required=False)
     request_id = forms.CharField(required=False, max_length=64)
+    client_request_id = forms.CharField(required=False, max_length=64,
+                                        label="Client request id")
     before = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
     def clean(self):
@@ -30,4 +32,5 @@ class AuditFilterForm(forms.Form):
         return AuditFilter(actor=data.get("actor") or "", action=data.get("action") or "",
                            target=data.get("target") or "", outcome=data.get("outcome") or "",
                            since=data.get("since"), until=data.get("until"),
-                           request_id=data.get("request_id") or "")
+                           request_id=data.get("request_id") or "",
+                           client_request_id=data.get("client_request_id") or "")

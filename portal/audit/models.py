@@ -22,6 +22,10 @@ class AuditEvent(models.Model):
     actor_name = models.CharField(max_length=150)
     role = models.CharField(max_length=64, blank=True)
     request_id = models.CharField(max_length=64, blank=True, db_index=True)
+    # The caller's own X-Request-ID, kept apart from the server's id (hashed when set); the
+    # database default lets writers that predate the column still append.
+    client_request_id = models.CharField(max_length=64, blank=True, db_index=True,
+                                         default="", db_default="")
     action = models.CharField(max_length=64)
     target = models.CharField(max_length=512, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)

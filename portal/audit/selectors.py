@@ -18,6 +18,7 @@ class AuditFilter:
     since: datetime | None = None
     until: datetime | None = None
     request_id: str = ""
+    client_request_id: str = ""
 
 
 def audit_event_queryset(*, filters: AuditFilter) -> QuerySet[AuditEvent]:
@@ -41,6 +42,8 @@ def audit_event_queryset(*, filters: AuditFilter) -> QuerySet[AuditEvent]:
         qs = qs.filter(time__lt=filters.until)
     if filters.request_id:
         qs = qs.filter(request_id=filters.request_id)
+    if filters.client_request_id:
+        qs = qs.filter(client_request_id=filters.client_request_id)
     return qs.order_by("-seq")
 
 

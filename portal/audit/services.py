@@ -8,6 +8,7 @@ from portal.audit.chain import GENESIS_HASH, ChainReport, verify_rows, event_has
 from portal.audit.models import AuditChainHead, AuditEvent
 from portal.audit.redaction import redact
 from portal.errors import AuditUnavailable, BadInput
+from portal.middleware import client_request_id_for
 from portal.permissions import user_role
 
 logger = logging.getLogger(__name__)
@@ -25,9 +26,10 @@ def actor_fields(actor) -> dict:
             "role": user_role(actor)}
 
 
-def _append(*, who: dict, action: str, target: str, request_id: str, outcome: str,
-            detail: dict | None) -> AuditEvent:
-    fields = {**who, "request_id": (request_id or "")[:64], "action": action,
+def _append(*, who: dict, action: str, target: str, request_id: str, client_request_id: str,
+            outcome: str, detail: dict | None) -> AuditEvent:
+    fields = {**who, "request_id": (request_id or "")[:64],
+              "client_request_id": (client_request_id or "")[:64], "action": action,
               "target": redact(target or "")[:512], "outcome": outcome,
               "detail": redact(detail or {})}
     try:
@@ -55,12 +57,15 @@ def audit_record(*, actor, action: str, target: str = "", request_id: str = "",
                  detail: dict | None = None) -> AuditEvent:
     """Append one row to the chain and return it (detail and target are redacted first).
 
+    request_id is the server's id of the request (request.id); when it is the request being
+    served, the caller's own X-Request-ID goes in the row's client_request_id.
     Serialised on the chain-head row, so concurrent writers get contiguous seqs and one
     chain. Raises AuditUnavailable (503) if the row cannot be written: callers must not
     act then. Joins the caller's transaction when there is one.
     """
     return _append(who=actor_fields(actor), action=action, target=target,
-                   request_id=request_id, outcome=outcome, detail=detail)
+                   request_id=request_id, client_request_id=client_request_id_for(request_id),
+                   outcome=outcome, detail=detail)
 
 
 def audit_result(intent: AuditEvent, *, ok: bool, detail: dict | None = None,
@@ -69,7 +74,8 @@ def audit_result(intent: AuditEvent, *, ok: bool, detail: dict | None = None,
     who = {"actor_id": intent.actor_id, "actor_name": intent.actor_name, "role": intent.role}
     result = outcome or (AuditEvent.Outcome.SUCCEEDED if ok else AuditEvent.Outcome.FAILED)
     return _append(who=who, action=intent.action, target=intent.target,
-                   request_id=intent.request_id, outcome=result,
+                   request_id=intent.request_id, client_request_id=intent.client_request_id,
+                   outcome=result,
                    detail={"intent_seq": intent.seq, **(detail or {})})
 
 

@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "portal.accounts.middleware.SessionIdleTimeoutMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
 ]
@@ -146,6 +147,15 @@ SESSION_COOKIE_AGE = env_int("PORTAL_SESSION_SECONDS", 8 * 3600)
 # Proxies (addresses or networks) whose X-Forwarded-For names the client, for sign-in
 # throttling by address; gunicorn itself never rewrites REMOTE_ADDR from that header.
 PORTAL_TRUSTED_PROXIES = env_list("PORTAL_TRUSTED_PROXIES", [])
+# A signed-in browser is signed out after this long without a request it made itself
+# (job-progress polling does not count), and after SESSION_COOKIE_AGE in any case.
+PORTAL_SESSION_IDLE_SECONDS = env_int("PORTAL_SESSION_IDLE_SECONDS", 30 * 60)
+if not 60 <= PORTAL_SESSION_IDLE_SECONDS <= SESSION_COOKIE_AGE:
+    raise ValueError("PORTAL_SESSION_IDLE_SECONDS must be from 60 to PORTAL_SESSION_SECONDS.")
+# API tokens expire this many days after they are issued.
+PORTAL_API_TOKEN_DAYS = env_int("PORTAL_API_TOKEN_DAYS", 90)
+if not 1 <= PORTAL_API_TOKEN_DAYS <= 365:
+    raise ValueError("PORTAL_API_TOKEN_DAYS must be from 1 to 365.")
 CSRF_COOKIE_HTTPONLY = True
 
 CONTENT_SECURITY_POLICY = {

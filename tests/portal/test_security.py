@@ -84,8 +84,13 @@ def test_request_ids_are_echoed_and_reach_the_audit_trail(api_as, admin):
     response = client.post("/api/v1/hsms/", {"name": "rid", "uri": "https://rid.example.test"},
                            format="json", HTTP_X_REQUEST_ID="client-req-12345")
     assert response.status_code == 201
-    assert response["X-Request-ID"] == "client-req-12345"
-    assert AuditEvent.objects.get(action="hsm.register").request_id == "client-req-12345"
-    # A malformed id is replaced, never stored as given.
-    response = client.get("/api/v1/hsms/", HTTP_X_REQUEST_ID="bad id\nwith newline")
-    assert response["X-Request-ID"] != "bad id\nwith newline" and len(response["X-Request-ID"]) == 32
+    # The request's id is the server's; the caller's is kept beside it, never instead.
+    server_id = response["X-Request-ID"]
+    assert server_id != "client-req-12345" and len(server_id) == 32
+    assert response["X-Client-Request-ID"] == "client-req-12345"
+    event = AuditEvent.objects.get(action="hsm.register")
+    assert (event.request_id, event.client_request_id) == (server_id, "client-req-12345")
+    # A malformed id is dropped, never stored or echoed; a trailing newline is malformed.
+    for bad in ("bad id\nwith newline", "client-req-12345\n"):
+        response = client.get("/api/v1/hsms/", HTTP_X_REQUEST_ID=bad)
+        assert len(response["X-Request-ID"]) == 32 and "X-Client-Request-ID" not in response

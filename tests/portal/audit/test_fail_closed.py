@@ -23,13 +23,15 @@ def audit_table_unavailable():
 def test_api_action_does_not_happen_without_its_audit_record(api_as, admin):
     client = api_as(admin)
     with audit_table_unavailable():
-        response = client.post("/api/v1/hsms/", {"name": "extra", "uri": "https://x.test"},
+        response = client.post("/api/v1/hsms/", {"name": "extra",
+                                                    "uri": "https://extra.managedhsm.azure.net"},
                                format="json")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "audit_unavailable"
     assert not HsmInstance.objects.filter(name="extra").exists()
     # Once the trail is back the same request works.
-    response = client.post("/api/v1/hsms/", {"name": "extra", "uri": "https://x.test"},
+    response = client.post("/api/v1/hsms/", {"name": "extra",
+                                                "uri": "https://extra.managedhsm.azure.net"},
                            format="json")
     assert response.status_code == 201
 
