@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from portal import views
+from portal.accounts.api import views as accounts_api
 from portal.audit import views as audit_views
 from portal.audit.api import views as audit_api
 from portal.gateway import views as gateway_views
@@ -23,6 +24,8 @@ api_patterns = ([
     path("jobs/", jobs_api.JobListApi.as_view(), name="job-list"),
     path("jobs/<int:job_id>/", jobs_api.JobDetailApi.as_view(), name="job-detail"),
     path("audit-events/", audit_api.AuditEventListApi.as_view(), name="audit-event-list"),
+    path("tokens/", accounts_api.TokenListApi.as_view(), name="token-list"),
+    path("tokens/<int:token_id>/", accounts_api.TokenDetailApi.as_view(), name="token-detail"),
     path("", include("keys_app.api.urls")),
 ], "api")
 

@@ -8,7 +8,10 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self):
-        from portal.permissions import sync_roles
+        from portal.permissions import ADMIN, role_grant, sync_roles
+
+        # Admins list and revoke everyone's API tokens; others only their own.
+        role_grant(ADMIN, "accounts.view_apitoken", "accounts.delete_apitoken")
 
         # After every migrate (all apps' permissions exist by the last signal).
         post_migrate.connect(sync_roles, dispatch_uid="portal.sync_roles")

@@ -7,7 +7,7 @@ from portal.accounts.models import ApiToken, token_digest
 
 
 class ApiTokenAuthentication(TokenAuthentication):
-    """Looks the token up by its SHA-256 digest; the raw token is never stored."""
+    """Looks the token up by its SHA-256 digest (the raw token is never stored); refuses expired ones."""
 
     keyword = "Token"
 
@@ -15,5 +15,7 @@ class ApiTokenAuthentication(TokenAuthentication):
         token = ApiToken.objects.select_related("user").filter(digest=token_digest(key)).first()
         if token is None or not token.user.is_active:
             raise AuthenticationFailed("Invalid token.")
+        if token.is_expired:
+            raise AuthenticationFailed("This token has expired; ask for a new one.")
         ApiToken.objects.filter(pk=token.pk).update(last_used=timezone.now())
         return token.user, token

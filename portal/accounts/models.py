@@ -1,9 +1,10 @@
-"""API tokens, kept only as hashes."""
+"""API tokens (kept only as hashes, with an expiry) and sign-in throttle counts."""
 import hashlib
 import secrets
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 TOKEN_PREFIX_LEN = 8
 
@@ -21,10 +22,15 @@ class ApiToken(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=TOKEN_PREFIX_LEN)
     created = models.DateTimeField(auto_now_add=True)
+    expires = models.DateTimeField(help_text="After this the token is refused (401).")
     last_used = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires <= timezone.now()
 
     @staticmethod
     def new_raw() -> str:

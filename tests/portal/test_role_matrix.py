@@ -25,6 +25,8 @@ API = [
     ("post", "/api/v1/jobs/", {"admin": 202}),
     ("get", "/api/v1/audit-events/", {"admin": 200, "auditor": 200}),
     ("get", "/api/v1/audit-events/?export=json", {"admin": 200, "auditor": 200}),
+    # Everyone lists their own API tokens (admins everyone's: tests/portal/accounts/).
+    ("get", "/api/v1/tokens/", {role: 200 for role in ROLES}),
     ("get", "/api/schema/", {role: 200 for role in ROLES}),
     ("get", "/api/docs/", {role: 200 for role in ROLES}),
 ]

@@ -1,0 +1,77 @@
+"""Idle timeout for signed-in browser sessions (on top of the absolute SESSION_COOKIE_AGE)."""
+import logging
+import time
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import SESSION_KEY, logout
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpResponse
+
+from portal.audit.models import AuditEvent
+from portal.audit.services import audit_record
+from portal.errors import AuditUnavailable
+
+logger = logging.getLogger(__name__)
+
+LAST_ACTIVITY = "portal_last_activity"
+# Stamp at most this often, so a busy page does not write its session on every request.
+STAMP_EVERY_SECONDS = 15
+
+
+class SessionIdleTimeoutMiddleware:
+    """Sign a session out after PORTAL_SESSION_IDLE_SECONDS without activity (audited).
+
+    Activity is any request of a signed-in session except htmx GETs, which are the
+    job-progress polling a forgotten tab would keep doing by itself. The session keeps
+    the time of the last activity; API calls with a token carry no session and are not
+    affected. An idle page request goes to sign-in; an idle API call continues signed
+    out (401).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        session = getattr(request, "session", None)
+        signed_in = session is not None and SESSION_KEY in session
+        now = int(time.time())
+        if signed_in:
+            last = session.get(LAST_ACTIVITY)
+            if last is not None and now - last > settings.PORTAL_SESSION_IDLE_SECONDS:
+                response = self._sign_out(request, idle_seconds=now - last)
+                if response is not None:
+                    return response
+        response = self.get_response(request)
+        session = getattr(request, "session", None)
+        if (session is not None and SESSION_KEY in session
+                and not (request.method == "GET" and request.headers.get("HX-Request"))
+                and now - session.get(LAST_ACTIVITY, 0) >= STAMP_EVERY_SECONDS):
+            session[LAST_ACTIVITY] = now
+        return response
+
+    def _sign_out(self, request, *, idle_seconds: int) -> HttpResponse | None:
+        user = request.user
+        if user.is_authenticated:
+            try:
+                audit_record(actor=user, action="auth.sign_out",
+                             target=f"user:{user.get_username()}",
+                             request_id=getattr(request, "id", ""),
+                             outcome=AuditEvent.Outcome.RECORDED,
+                             detail={"reason": "idle", "idle_seconds": idle_seconds})
+            except AuditUnavailable:
+                # Ending a session only takes rights away: do it even when it cannot be
+                # recorded, rather than keep an idle session alive.
+                logger.warning("Idle sign-out of user %s not audited", user.pk)
+        logout(request)
+        if request.path.startswith("/api/"):
+            return None
+        minutes = settings.PORTAL_SESSION_IDLE_SECONDS // 60
+        messages.info(request, f"You were signed out after {minutes} minutes without activity.")
+        response = redirect_to_login(request.get_full_path())
+        if request.headers.get("HX-Request"):
+            # htmx would swap the sign-in page into the polled element; navigate instead.
+            redirect = HttpResponse(status=204)
+            redirect["HX-Redirect"] = response["Location"]
+            return redirect
+        return response

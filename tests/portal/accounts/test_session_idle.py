@@ -1,0 +1,68 @@
+"""Browser sessions end after PORTAL_SESSION_IDLE_SECONDS without activity."""
+import time
+
+from django.contrib.auth import SESSION_KEY
+
+from portal.accounts.middleware import LAST_ACTIVITY
+from portal.audit.models import AuditEvent
+from tests.factories import PASSWORD
+
+
+def _last_activity(client, seconds_ago):
+    session = client.session
+    session[LAST_ACTIVITY] = int(time.time()) - seconds_ago
+    session.save()
+
+
+def test_signing_in_starts_the_idle_clock(client, admin):
+    response = client.post("/accounts/login/", {"username": admin.username, "password": PASSWORD})
+    assert response.status_code == 302
+    assert abs(client.session[LAST_ACTIVITY] - time.time()) < 5
+
+
+def test_an_idle_session_is_signed_out_and_sent_to_sign_in(client, settings, admin):
+    client.force_login(admin)
+    _last_activity(client, settings.PORTAL_SESSION_IDLE_SECONDS + 1)
+    response = client.get("/jobs/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/jobs/"
+    assert SESSION_KEY not in client.session
+    event = AuditEvent.objects.get(action="auth.sign_out")
+    assert (event.actor_name, event.detail["reason"]) == (admin.username, "idle")
+    page = client.get(response["Location"])
+    assert "signed out after 30 minutes without activity" in page.content.decode()
+
+
+def test_an_active_session_stays_and_its_clock_restarts(client, settings, admin):
+    client.force_login(admin)
+    _last_activity(client, settings.PORTAL_SESSION_IDLE_SECONDS - 30)
+    assert client.get("/jobs/").status_code == 200
+    assert abs(client.session[LAST_ACTIVITY] - time.time()) < 5
+    assert SESSION_KEY in client.session
+    assert not AuditEvent.objects.filter(action="auth.sign_out").exists()
+
+
+def test_the_idle_time_is_a_setting(client, settings, admin):
+    settings.PORTAL_SESSION_IDLE_SECONDS = 120
+    client.force_login(admin)
+    _last_activity(client, 121)
+    assert client.get("/jobs/").status_code == 302
+
+
+def test_polling_does_not_keep_a_session_alive(client, settings, admin):
+    client.force_login(admin)
+    _last_activity(client, 600)
+    assert client.get("/jobs/", HTTP_HX_REQUEST="true").status_code == 200
+    assert time.time() - client.session[LAST_ACTIVITY] >= 600
+    _last_activity(client, settings.PORTAL_SESSION_IDLE_SECONDS + 1)
+    response = client.get("/jobs/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 204
+    assert response["HX-Redirect"] == "/accounts/login/?next=/jobs/"
+
+
+def test_an_idle_session_on_the_api_is_unauthenticated(client, settings, admin):
+    client.force_login(admin)
+    _last_activity(client, settings.PORTAL_SESSION_IDLE_SECONDS + 1)
+    response = client.get("/api/v1/jobs/")
+    assert response.status_code == 401
+    assert SESSION_KEY not in client.session
