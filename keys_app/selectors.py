@@ -81,9 +81,23 @@ def inventory_state(*, hsm: HsmInstance) -> InventoryState | None:
 
 
 def key_activity(*, hsm: HsmInstance, name: str, limit: int = 50):
-    """This key's latest audit events, newest first."""
+    """This key's latest audit events, newest first.
+
+    A restore's intent targets the HSM (the key's name is in the backup blob, known only
+    from the HSM's answer); its outcome targets the key and names the intent, which is
+    shown here too.
+    """
+    from portal.audit.models import AuditEvent
     from portal.audit.selectors import AuditFilter, audit_event_queryset
 
     target = f"hsm:{hsm.name}/key:{name}"
-    return list(audit_event_queryset(filters=AuditFilter(target=target))
+    rows = list(audit_event_queryset(filters=AuditFilter(target=target))
                 .filter(target=target)[:limit])
+    seen = {row.seq for row in rows}
+    linked = {row.detail.get("intent_seq") for row in rows
+              if row.action == "key.restore" and isinstance(row.detail, dict)} - seen - {None}
+    if linked:
+        rows += AuditEvent.objects.filter(seq__in=linked, action="key.restore",
+                                          target=f"hsm:{hsm.name}")
+        rows = sorted(rows, key=lambda row: row.seq, reverse=True)[:limit]
+    return rows

@@ -168,11 +168,14 @@ def _versions(hsm: HsmInstance, name: str) -> list[dict]:
 
 
 def _refresh(intent: AuditEvent | list[AuditEvent], hsm: HsmInstance, key, *, policy=False,
-             detail=None, reload_versions: bool = False) -> KeyRecord:
+             detail=None, reload_versions: bool = False, outcome_target: str | None = None,
+             actor=None) -> KeyRecord:
     """After a successful write: update the cache from the returned key, audit success.
 
     The returned bundle is the version written (create, rotate, import, update), so only
     that version's row changes; restore and recover reload every version from the HSM.
+    outcome_target (with the actor) writes the success on another target than the intent's:
+    a restore's key, known only once the HSM has answered.
     """
     snapshot = convert.key_snapshot(key)
     versions = _hsm(intent, lambda: _versions(hsm, snapshot["name"])) if reload_versions else None
@@ -182,7 +185,13 @@ def _refresh(intent: AuditEvent | list[AuditEvent], hsm: HsmInstance, key, *, po
         if versions is None:
             version_rows_upsert(record, [snapshot])
         for each in _all(intent):
-            audit_result(each, ok=True, detail={"version": snapshot["version"], **(detail or {})})
+            outcome = {"version": snapshot["version"], **(detail or {})}
+            if outcome_target:
+                audit_record(actor=actor, action=each.action, target=outcome_target,
+                             request_id=each.request_id, outcome=AuditEvent.Outcome.SUCCEEDED,
+                             detail={"intent_seq": each.seq, **outcome})
+            else:
+                audit_result(each, ok=True, detail=outcome)
     return record
 
 
@@ -429,15 +438,24 @@ def key_backup(*, hsm: HsmInstance, name: str, actor, request_id: str) -> bytes:
 
 
 def key_restore(*, hsm: HsmInstance, blob: bytes, actor, request_id: str) -> KeyRecord:
-    """Restore a single-key backup blob into this HSM. Audited."""
+    """Restore a single-key backup blob into this HSM. Audited.
+
+    The blob is opaque (encrypted by the HSM), so the key's name is known only from the
+    HSM's answer: the intent targets the HSM, and the outcome row targets the restored key
+    (linked to its intent by intent_seq), so the key's Activity and target filters find it.
+    The cache takes the restored key's versions and rotation policy from the HSM.
+    """
     if not blob or len(blob) > 1024 * 1024:
         raise BadInput("Upload a key backup file (at most 1 MiB).", fields={"backup": ["Required."]})
-    intent = _intent(actor=actor, action="key.restore", hsm=hsm, name="(from backup)",
-                     request_id=request_id, detail={"bytes": len(blob)})
+    intent = audit_record(actor=actor, action="key.restore", target=f"hsm:{hsm.name}",
+                          request_id=request_id, detail={"bytes": len(blob)})
     key = _hsm(intent, lambda: gateway.keys(hsm).restore_key_backup(blob), conflict_message=(
         "A key with this backup's name already exists (or is deleted) on this HSM: delete and "
         "purge it first, or restore into another HSM."))
-    return _refresh(intent, hsm, key, detail={"name": key.name}, reload_versions=True)
+    policy = _hsm(intent, lambda: convert.rotation_policy_snapshot(
+        gateway.keys(hsm).get_key_rotation_policy(key.name)))
+    return _refresh(intent, hsm, key, policy=policy, reload_versions=True,
+                    outcome_target=key_target(hsm, key.name), actor=actor)
 
 
 def key_delete(*, hsm: HsmInstance, name: str, actor, request_id: str,
