@@ -5,12 +5,33 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: run test lint deps node-deps browser services bench clean
+.PHONY: run test lint deps node-deps browser services bench clean lock azcli
 
-$(VENV)/.installed: requirements.txt
+# requirements-dev.txt = the production set (requirements.txt) + test tools, every
+# package pinned with its hashes: pip refuses anything else.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.txt
 	touch $@
+
+# Regenerate both lock files from requirements*.in (pip-tools in a throwaway venv, never in
+# the portal's); existing pins are kept unless an edit to the .in files needs a change.
+PIP_TOOLS := pip-tools==7.6.2
+lock:
+	$(PYTHON) -m venv var/pip-tools
+	var/pip-tools/bin/pip install --quiet --disable-pip-version-check $(PIP_TOOLS)
+	var/pip-tools/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--output-file=requirements.txt requirements.in
+	var/pip-tools/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--output-file=requirements-dev.txt requirements-dev.in
+
+# The Azure CLI the emulator's CLI test drives, in its own venv (its azure-* pins conflict with ours).
+.venv-azcli/.installed: tests/support/azcli-requirements.txt
+	$(PYTHON) -m venv .venv-azcli
+	.venv-azcli/bin/python -m pip install --quiet --disable-pip-version-check -r tests/support/azcli-requirements.txt
+	touch $@
+
+azcli: .venv-azcli/.installed
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -34,7 +55,7 @@ run: deps
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check --select F,E9,B --ignore B008,B904 portal keys_app dr_app hsm_emulator bench tests deploy
 
-test: deps browser services lint
+test: deps azcli browser services lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: deps
