@@ -50,14 +50,19 @@ def _all(intent: AuditEvent | list[AuditEvent]) -> list[AuditEvent]:
 
 
 def _hsm(intent: AuditEvent | list[AuditEvent], call: Callable, *,
-         conflict_message: str | None = None):
-    """Run one HSM call; a failure is audited as each intent's outcome and re-raised."""
+         conflict_message: str | None = None, refused_message: str | None = None):
+    """Run one HSM call; a failure is audited as each intent's outcome and re-raised.
+
+    conflict_message and refused_message replace the HSM's wording of a 409 and a 400.
+    """
     try:
         with gateway.translated_errors():
             return call()
     except PortalError as exc:
         if conflict_message and isinstance(exc, Conflict):
             exc = Conflict(conflict_message, code=exc.code)
+        elif refused_message and isinstance(exc, BadInput):
+            exc = BadInput(refused_message, code=exc.code)
         for each in _all(intent):
             audit_result(each, ok=False, detail={"error": exc.code, "message": exc.message[:300]})
         raise exc from exc.__cause__
@@ -451,7 +456,9 @@ def key_restore(*, hsm: HsmInstance, blob: bytes, actor, request_id: str) -> Key
                           request_id=request_id, detail={"bytes": len(blob)})
     key = _hsm(intent, lambda: gateway.keys(hsm).restore_key_backup(blob), conflict_message=(
         "A key with this backup's name already exists (or is deleted) on this HSM: delete and "
-        "purge it first, or restore into another HSM."))
+        "purge it first, or restore into another HSM."), refused_message=(
+        "This file is not a key backup this HSM can restore: it is damaged, is not a key "
+        "backup, or was taken from an HSM of another security domain."))
     policy = _hsm(intent, lambda: convert.rotation_policy_snapshot(
         gateway.keys(hsm).get_key_rotation_policy(key.name)))
     return _refresh(intent, hsm, key, policy=policy, reload_versions=True,
@@ -504,20 +511,28 @@ def key_purge(*, hsm: HsmInstance, name: str, actor, request_id: str,
 
 
 def key_public(*, hsm: HsmInstance, name: str, fmt: str) -> tuple[bytes, str]:
-    """The key's public part, fetched from the HSM: JWK JSON or PEM (read-only)."""
+    """The key's public part, fetched from the HSM: JWK JSON or PEM (read-only).
+
+    A symmetric (oct) key has none, in either format: that is a 400, not an empty answer.
+    """
     import json
 
-    key_get(hsm=hsm, name=name)
+    if fmt not in ("jwk", "pem"):
+        raise BadInput("The public key format must be jwk or pem.",
+                       fields={"fmt": ["Choose jwk or pem."]})
+    record = key_get(hsm=hsm, name=name)
+    no_public_part = BadInput(f"{record.name} is a symmetric (oct-HSM) key: it has no public "
+                              f"part to download.", code="no_public_key")
+    if record.kty.startswith("oct"):
+        raise no_public_part
     with gateway.translated_errors():
-        key = gateway.keys(hsm).get_key(name)
+        key = gateway.keys(hsm).get_key(record.name)
+    pem = convert.public_pem(key)
+    if pem is None:  # the cache was behind: the HSM's key is symmetric
+        raise no_public_part
     if fmt == "jwk":
         return json.dumps(convert.public_jwk(key), indent=2).encode(), "application/jwk+json"
-    if fmt == "pem":
-        pem = convert.public_pem(key)
-        if pem is None:
-            raise BadInput("Symmetric (oct) keys have no public part.")
-        return pem, "application/x-pem-file"
-    raise BadInput("Format must be jwk or pem.")
+    return pem, "application/x-pem-file"
 
 
 # ---------------------------------------------------------------- inventory sync

@@ -32,7 +32,9 @@ def properties_snapshot(props) -> dict:
         "created_on": props.created_on, "updated_on": props.updated_on,
         "tags": dict(props.tags or {}), "exportable": bool(props.exportable),
         "has_release_policy": props.release_policy is not None,
-        "recoverable_days": props.recoverable_days, "recovery_level": props.recovery_level or "",
+        "recoverable_days": props.recoverable_days,
+        # The SDK hands back an enum after a write and text after a read: keep the text.
+        "recovery_level": str(getattr(props.recovery_level, "value", props.recovery_level) or ""),
     }
 
 
