@@ -41,13 +41,14 @@ class SignInThrottle(models.Model):
     """Failed sign-ins counted for one key: an account, an address, or the pair of both.
 
     Keys never hold a typed username: an existing account is `user:<id>`, any other name
-    an HMAC of its normalised form. See portal/accounts/throttle.py for the policy.
+    an HMAC of its normalised form; a device is a random id from its signed cookie. See portal/accounts/throttle.py for the policy.
     """
 
     class Scope(models.TextChoices):
         PAIR = "pair", "Account from one address"
         ADDRESS = "address", "Address, all accounts"
         ACCOUNT = "account", "Account, all addresses"
+        DEVICE = "device", "Account from a browser that signed in to it before"
 
     key = models.CharField(max_length=200, unique=True)
     scope = models.CharField(max_length=16, choices=Scope.choices)

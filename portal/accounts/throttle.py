@@ -6,6 +6,12 @@ Every sign-in attempt is counted under three keys, each a `SignInThrottle` row:
 - address: the client address, whatever account it tries (password spraying);
 - account: the account, whatever address tries it (address rotation).
 
+A browser that has signed in to the account before (within 30 days, and since the last
+password change) shows a signed device cookie; its attempts on that account are counted
+under its own device row instead of the pair and address rows (OWASP's "device cookies"),
+and the account row does not slow it. So others' guesses, even from the same address
+(a shared jump host), never slow the user's own browser; its own failures do.
+
 The account is found the way Django signs in: the typed name goes through the sign-in
 form's own username field (strip, then NFKC, as `UsernameField` does) and is looked up
 with `get_by_natural_key`, as `ModelBackend` does (so it stays case-sensitive, as the
@@ -16,19 +22,21 @@ Each failure adds one to every row of the attempt. Once a row holds `free` failu
 each further failure blocks it for a delay that doubles from `base` up to `cap`; while a
 row blocks, attempts are refused (429, with the time to try again) before the password is
 looked at, and only counted on the row (`refused`). A row forgets everything 24 hours
-after its last failure; a successful sign-in clears its pair row.
+after its last failure; a successful sign-in clears its pair (or device) row.
 
 | key     | free | first delay | cap    | once slowed       |
 |---------|------|-------------|--------|-------------------|
 | pair    | 5    | 1 min       | 15 min | 4 guesses an hour |
 | address | 20   | 1 min       | 15 min | 4 guesses an hour |
 | account | 10   | 30 s        | 5 min  | 12 guesses an hour|
+| device  | 5    | 1 min       | 15 min | 4 guesses an hour |
 
 There is no hard lock, and the account row, the one an outsider can drive up, only
 slows: it does not apply to an address that has no failure on that account in the last
-24 hours. So the real user signs in with the right password from their own address
-however hard someone else guesses from elsewhere; a new address gets that one try, and
-its first failure ends the exemption for it. What an attacker gets against one account:
+24 hours, nor to a browser with the account's device cookie. So the real user signs in
+with the right password from their own browser, or from an address that has not failed,
+however hard someone else guesses; a new address gets that one try, and its first failure
+ends the exemption for it. What an attacker gets against one account:
 
 - from one address: 5 guesses, then at most 4 an hour (about 100 a day);
 - from many addresses: 10 guesses, then at most 12 an hour (about 300 a day) plus one
@@ -36,8 +44,10 @@ its first failure ends the exemption for it. What an attacker gets against one a
   addresses count per /64, so one host cannot mint them);
 - one address against many accounts: 20 guesses, then at most 4 an hour.
 
-A user who mistypes while someone keeps their account slowed waits for the account's
-delay (at most 5 minutes a try), or signs in from another address.
+A user without a device cookie (a new browser) who mistypes while someone keeps their
+account slowed waits for the account's delay (at most 5 minutes a try; an attacker who
+times their guesses can take each turn), or signs in from a browser they used before.
+A stolen device cookie is worth 5 guesses and then 4 an hour, like one address.
 
 Atomic across processes and web nodes: the rows are inserted if absent, then locked with
 SELECT ... FOR UPDATE in key order (so concurrent attempts cannot deadlock) to check and
@@ -46,8 +56,8 @@ counts as a failure up front and is taken back if the password was right, so con
 guesses can never get more password checks than the allowance.
 
 The audit trail sees only what the throttle let through: each password actually checked
-(`auth.sign_in` denied or succeeded) and one `auth.lockout` when a row first blocks;
-refused attempts write nothing there (their count is on the row). A name that is not an
+(`auth.sign_in` denied or succeeded) and one `auth.lockout` when a row first blocks (the
+next only once the row has been forgotten or cleared); refused attempts write nothing there (their count is on the row). A name that is not an
 existing account's is audited as "user:(unknown)" and kept nowhere: people type passwords
 into the username box.
 
@@ -56,12 +66,14 @@ that header is read only when REMOTE_ADDR is one of PORTAL_TRUSTED_PROXIES (ngin
 then its right-most address that is not a trusted proxy is the client.
 """
 import ipaddress
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
+from django.core import signing
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Greatest
@@ -72,10 +84,12 @@ from portal.accounts.models import SignInThrottle
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
 
-PAIR, ADDRESS, ACCOUNT = (SignInThrottle.Scope.PAIR, SignInThrottle.Scope.ADDRESS,
-                          SignInThrottle.Scope.ACCOUNT)
+PAIR, ADDRESS, ACCOUNT, DEVICE = (SignInThrottle.Scope.PAIR, SignInThrottle.Scope.ADDRESS,
+                                  SignInThrottle.Scope.ACCOUNT, SignInThrottle.Scope.DEVICE)
 UNKNOWN_TARGET = "user:(unknown)"
 RESET_AFTER = timedelta(hours=24)
+DEVICE_COOKIE = "portal_device"
+DEVICE_COOKIE_AGE = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -96,6 +110,7 @@ POLICIES = {
     PAIR: Policy(free=5, base=timedelta(minutes=1), cap=timedelta(minutes=15)),
     ADDRESS: Policy(free=20, base=timedelta(minutes=1), cap=timedelta(minutes=15)),
     ACCOUNT: Policy(free=10, base=timedelta(seconds=30), cap=timedelta(minutes=5)),
+    DEVICE: Policy(free=5, base=timedelta(minutes=1), cap=timedelta(minutes=15)),
 }
 
 
@@ -147,7 +162,31 @@ def _within(address, networks) -> bool:
     return any(address.version == net.version and address in net for net in networks)
 
 
-def sign_in_attempt(*, username: str, address: str) -> SignInAttempt:
+def device_cookie_value(*, user) -> str:
+    """A new device cookie for a browser that just signed in as the user (signed, random id).
+
+    Signed with the user's password hash mixed in, so a password change retires them all.
+    """
+    return signing.dumps([user.pk, secrets.token_urlsafe(16)], salt=_device_salt(user))
+
+
+def _device_id(*, user, cookie: str) -> str | None:
+    """The device id of a valid, unexpired device cookie of this user, else None."""
+    if not cookie or user is None:
+        return None
+    try:
+        user_pk, device = signing.loads(cookie, salt=_device_salt(user),
+                                        max_age=DEVICE_COOKIE_AGE)
+    except (signing.BadSignature, TypeError, ValueError):
+        return None
+    return device if user_pk == user.pk and isinstance(device, str) else None
+
+
+def _device_salt(user) -> str:
+    return f"portal.accounts.device:{user.password}"
+
+
+def sign_in_attempt(*, username: str, address: str, device_cookie: str = "") -> SignInAttempt:
     """Who a sign-in attempt is for, normalised exactly as Django's form and backend do."""
     name = AuthenticationForm().fields["username"].to_python(username)
     user_model = get_user_model()
@@ -161,8 +200,12 @@ def sign_in_attempt(*, username: str, address: str) -> SignInAttempt:
         account = f"user:{user.pk}"
     else:
         account = "name:" + salted_hmac("portal.accounts.throttle", name).hexdigest()
-    keys = {PAIR: f"pair:{account}|{address}", ADDRESS: f"address:{address}",
-            ACCOUNT: f"account:{account}"}
+    device = _device_id(user=user, cookie=device_cookie)
+    if device is not None:
+        keys = {DEVICE: f"device:{account}|{device}", ACCOUNT: f"account:{account}"}
+    else:
+        keys = {PAIR: f"pair:{account}|{address}", ADDRESS: f"address:{address}",
+                ACCOUNT: f"account:{account}"}
     return SignInAttempt(address=address, user=user, keys=keys)
 
 
@@ -184,11 +227,11 @@ def sign_in_throttle_check(*, attempt: SignInAttempt) -> datetime | None:
                 row.blocked_until = None
                 row.lockout_audited = False
         by_scope = {row.scope: row for row in rows}
-        # The exemption that keeps an outsider from locking the user out (module docstring).
-        fresh_address = by_scope[PAIR].failures == 0
+        # The exemptions that keep an outsider from locking the user out (module docstring).
+        exempt = DEVICE in by_scope or by_scope[PAIR].failures == 0
         blocking = [row for row in rows
                     if row.blocked_until is not None and row.blocked_until > now
-                    and not (row.scope == ACCOUNT and fresh_address)]
+                    and not (row.scope == ACCOUNT and exempt)]
         if blocking:
             for row in blocking:
                 row.refused += 1
@@ -236,8 +279,9 @@ def sign_in_succeeded(*, attempt: SignInAttempt, user, request_id: str) -> None:
                  detail={"address": attempt.address})
     now = timezone.now()
     with transaction.atomic():
-        SignInThrottle.objects.filter(key=attempt.keys[PAIR]).delete()
-        others = [attempt.keys[ADDRESS], attempt.keys[ACCOUNT]]
+        own = attempt.keys.get(PAIR) or attempt.keys[DEVICE]
+        SignInThrottle.objects.filter(key=own).delete()
+        others = [key for key in attempt.keys.values() if key != own]
         SignInThrottle.objects.filter(key__in=others).update(
             failures=Greatest(F("failures") - 1, 0))
         for key in others:

@@ -5,10 +5,13 @@ before anything is written to the audit trail.
 """
 import math
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
+from django.urls import reverse
 from django.utils import timezone
 
-from portal.accounts.throttle import (client_address, sign_in_attempt, sign_in_failed,
+from portal.accounts.throttle import (DEVICE_COOKIE, DEVICE_COOKIE_AGE, client_address,
+                                      device_cookie_value, sign_in_attempt, sign_in_failed,
                                       sign_in_succeeded, sign_in_throttle_check)
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
@@ -20,7 +23,8 @@ class SignInView(auth_views.LoginView):
 
     def post(self, request, *args, **kwargs):
         self.attempt = sign_in_attempt(username=request.POST.get("username") or "",
-                                       address=client_address(request))
+                                       address=client_address(request),
+                                       device_cookie=request.COOKIES.get(DEVICE_COOKIE, ""))
         retry_at = sign_in_throttle_check(attempt=self.attempt)
         if retry_at is not None:
             # Refused before the password is checked, so guessing gains nothing.
@@ -34,8 +38,15 @@ class SignInView(auth_views.LoginView):
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form):
-        sign_in_succeeded(attempt=self.attempt, user=form.get_user(), request_id=self.request.id)
-        return super().form_valid(form)
+        user = form.get_user()
+        sign_in_succeeded(attempt=self.attempt, user=user, request_id=self.request.id)
+        response = super().form_valid(form)
+        # This browser is now known for this account (see throttle.py).
+        response.set_cookie(DEVICE_COOKIE, device_cookie_value(user=user),
+                            max_age=int(DEVICE_COOKIE_AGE.total_seconds()),
+                            path=reverse("accounts:login"), secure=settings.SESSION_COOKIE_SECURE,
+                            httponly=True, samesite="Strict")
+        return response
 
     def form_invalid(self, form):
         sign_in_failed(attempt=self.attempt, actor=self.request.user, request_id=self.request.id)

@@ -8,7 +8,8 @@ from django.test import Client
 from django.utils import timezone
 
 from portal.accounts.models import SignInThrottle
-from portal.accounts.throttle import ACCOUNT, ADDRESS, PAIR, POLICIES, client_address
+from portal.accounts.throttle import (ACCOUNT, ADDRESS, DEVICE, DEVICE_COOKIE, PAIR, POLICIES,
+                                      client_address)
 from portal.audit.models import AuditEvent
 from tests.factories import PASSWORD
 
@@ -188,3 +189,53 @@ def test_client_address_trusts_forwarded_for_only_from_named_proxies(rf, setting
     # IPv6 clients are counted per /64, which one host can always rotate within.
     request = rf.get("/", REMOTE_ADDR="2001:db8:1:2:aaaa::1")
     assert client_address(request) == "2001:db8:1:2::/64"
+
+
+def _sign_in_once(client, user, address="10.0.0.1"):
+    """Sign in and out, as the user did yesterday: the browser keeps its device cookie."""
+    assert _post(client, user.username, PASSWORD, address).status_code == 302
+    client.post("/accounts/logout/")
+    assert DEVICE_COOKIE in client.cookies
+
+
+def test_the_users_own_browser_signs_in_through_an_attack_from_their_own_address(client, admin):
+    _sign_in_once(client, admin)
+    attacker = Client()
+    # Someone behind the same address (a shared jump host) guesses on and on.
+    for _ in range(POLICIES[ADDRESS].free + 5):
+        _post(attacker, admin.username, "guess")
+    assert _post(attacker, admin.username, PASSWORD).status_code == 429
+    # The user's browser is counted apart: a typo is checked, then the right password works.
+    assert _post(client, admin.username, "typo").status_code == 200
+    assert _post(client, admin.username, PASSWORD).status_code == 302
+    assert not _rows(DEVICE).exists()  # its own count is cleared by signing in
+
+
+def test_a_browsers_own_failures_still_slow_it(client, admin):
+    _sign_in_once(client, admin)
+    for _ in range(POLICIES[DEVICE].free):
+        assert _post(client, admin.username, "guess").status_code == 200
+    assert _post(client, admin.username, PASSWORD).status_code == 429
+    device = _rows(DEVICE).get()
+    assert device.key.startswith(f"device:user:{admin.pk}|")
+    assert not _rows(PAIR).exists()
+
+
+def test_a_device_cookie_counts_only_for_its_own_account_and_cannot_be_forged(client, admin,
+                                                                             auditor):
+    _sign_in_once(client, admin)
+    _post(client, auditor.username, "guess")
+    assert _rows(PAIR).get().key == f"pair:user:{auditor.pk}|10.0.0.1"
+    forged = Client()
+    forged.cookies[DEVICE_COOKIE] = client.cookies[DEVICE_COOKIE].value[:-2] + "xx"
+    _post(forged, admin.username, "guess")
+    assert _rows(PAIR).filter(key=f"pair:user:{admin.pk}|10.0.0.1").exists()
+    assert not _rows(DEVICE).exists()
+
+
+def test_a_password_change_retires_device_cookies(client, admin):
+    _sign_in_once(client, admin)
+    admin.set_password("another-long-passphrase")
+    admin.save()
+    _post(client, admin.username, "guess")
+    assert not _rows(DEVICE).exists() and _rows(PAIR).exists()
