@@ -46,7 +46,8 @@ ends the exemption for it. What an attacker gets against one account:
 
 A user without a device cookie (a new browser) who mistypes while someone keeps their
 account slowed waits for the account's delay (at most 5 minutes a try; an attacker who
-times their guesses can take each turn), or signs in from a browser they used before.
+times their guesses can take each turn), signs in from a browser they used before, or
+asks an operator for `manage.py sign_in_throttle_clear`.
 A stolen device cookie is worth 5 guesses and then 4 an hour, like one address.
 
 Atomic across processes and web nodes: the rows are inserted if absent, then locked with
@@ -75,7 +76,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.core import signing
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -83,6 +84,7 @@ from django.utils.crypto import salted_hmac
 from portal.accounts.models import SignInThrottle
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
+from portal.errors import BadInput
 
 PAIR, ADDRESS, ACCOUNT, DEVICE = (SignInThrottle.Scope.PAIR, SignInThrottle.Scope.ADDRESS,
                                   SignInThrottle.Scope.ACCOUNT, SignInThrottle.Scope.DEVICE)
@@ -292,3 +294,35 @@ def sign_in_succeeded(*, attempt: SignInAttempt, user, request_id: str) -> None:
                     blocked_until=previous)
         SignInThrottle.objects.filter(last_failure__lt=now - RESET_AFTER).exclude(
             blocked_until__gt=now).delete()
+
+
+def sign_in_throttle_clear(*, user=None, address: str = "", actor=None) -> int:
+    """Forget the failures counted for an account and/or a client address; audited.
+
+    For an operator helping a user who cannot wait (manage.py sign_in_throttle_clear).
+    Returns how many rows were removed.
+    """
+    match = Q(pk__in=[])
+    targets = []
+    if user is not None:
+        account = f"user:{user.pk}"
+        match |= (Q(key=f"account:{account}") | Q(key__startswith=f"pair:{account}|")
+                  | Q(key__startswith=f"device:{account}|"))
+        targets.append(f"user:{user.get_username()}")
+    if address:
+        parsed = _parse(address)
+        if parsed is None:
+            raise BadInput(f"{address} is not an IP address.")
+        if parsed.version == 6:
+            parsed = ipaddress.ip_network(f"{parsed}/64", strict=False)
+        match |= Q(key=f"address:{parsed}") | Q(scope=PAIR, key__endswith=f"|{parsed}")
+        targets.append(f"address:{parsed}")
+    if not targets:
+        raise BadInput("Name an account, an address or both.")
+    with transaction.atomic():
+        rows = SignInThrottle.objects.select_for_update().filter(match)
+        count = len(rows)
+        audit_record(actor=actor, action="auth.throttle_clear", target=" ".join(targets),
+                     outcome=AuditEvent.Outcome.RECORDED, detail={"rows": count})
+        SignInThrottle.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    return count

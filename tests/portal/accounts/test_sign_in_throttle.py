@@ -1,8 +1,11 @@
 """Sign-in throttling: one count per account and per address, growing delays, no lock-out DoS."""
+import io
 import threading
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -239,3 +242,21 @@ def test_a_password_change_retires_device_cookies(client, admin):
     admin.save()
     _post(client, admin.username, "guess")
     assert not _rows(DEVICE).exists() and _rows(PAIR).exists()
+
+
+def test_an_operator_clears_an_accounts_count_and_it_is_audited(client, admin, auditor):
+    for _ in range(POLICIES[PAIR].free):
+        _post(client, admin.username, "guess")
+        _post(client, auditor.username, "guess", "10.0.0.2")
+    assert _post(client, admin.username, PASSWORD).status_code == 429
+    out = io.StringIO()
+    call_command("sign_in_throttle_clear", "--user", admin.username, stdout=out)
+    assert "Cleared 2 sign-in throttle rows" in out.getvalue()  # the pair and the account
+    cleared = AuditEvent.objects.get(action="auth.throttle_clear")
+    assert (cleared.target, cleared.detail) == (f"user:{admin.username}", {"rows": 2})
+    assert _post(client, auditor.username, PASSWORD, "10.0.0.2").status_code == 429
+    assert _post(client, admin.username, PASSWORD).status_code == 302
+    with pytest.raises(CommandError, match="not an IP address"):
+        call_command("sign_in_throttle_clear", "--address", "10.0.0.300")
+    call_command("sign_in_throttle_clear", "--address", "10.0.0.2", stdout=io.StringIO())
+    assert _post(Client(), auditor.username, PASSWORD, "10.0.0.2").status_code == 302
