@@ -1,6 +1,9 @@
 """Key forms of the HTML door; they parse fields, and the services validate the rest."""
+import re
+
 from django import forms
 
+from keys_app import rotation
 from keys_app.models import KeyRecord
 from keys_app.spec import KEY_TYPES, PRESETS, tags_parse
 from portal.errors import BadInput
@@ -10,13 +13,85 @@ DATETIME = {"widget": forms.DateTimeInput(attrs={"type": "datetime-local"}, form
             "required": False, "help_text": "UTC"}
 
 
-class RotationFields(forms.Form):
-    """A rotation policy as flat fields."""
+# The policy's own words, as the form calls them.
+POLICY_WORDS = {"time_after_create": "a trigger after creation",
+                "time_before_expiry": "a trigger before expiry", "expires_after": "Expires after"}
 
-    expires_after = forms.CharField(required=False, max_length=20, help_text="e.g. P2Y")
-    rotate_after_create = forms.CharField(required=False, max_length=20, help_text="e.g. P90D")
-    rotate_before_expiry = forms.CharField(required=False, max_length=20, help_text="e.g. P30D")
-    notify_before_expiry = forms.CharField(required=False, max_length=20, help_text="e.g. P30D")
+
+def _in_form_words(text: str) -> str:
+    text = re.sub(r"^lifetime_actions\[\d+\][.\w]*: ", "", text)
+    for word, phrase in POLICY_WORDS.items():
+        text = text.replace(word, phrase)
+    return text[:1].upper() + text[1:]
+
+
+class RotationFields(forms.Form):
+    """A rotation policy as flat fields; a bad value is a field error, never dropped."""
+
+    expires_after = forms.CharField(required=False, max_length=100, label="Expires after",
+                                    help_text="e.g. P2Y")
+    rotate_after_create = forms.CharField(required=False, max_length=100,
+                                          label="Rotate after creation", help_text="e.g. P90D")
+    rotate_before_expiry = forms.CharField(required=False, max_length=100,
+                                           label="Rotate before expiry", help_text="e.g. P30D")
+    notify_before_expiry = forms.CharField(required=False, max_length=100,
+                                           label="Notify before expiry", help_text="e.g. P30D")
+
+    def _duration(self, name: str) -> str:
+        value = (self.cleaned_data.get(name) or "").strip().upper()
+        if value:
+            try:
+                rotation.duration_days(value, field=name)
+            except BadInput as exc:
+                raise forms.ValidationError(exc.fields[name][0]) from exc
+        return value
+
+    def clean_expires_after(self):
+        return self._duration("expires_after")
+
+    def clean_rotate_after_create(self):
+        return self._duration("rotate_after_create")
+
+    def clean_rotate_before_expiry(self):
+        return self._duration("rotate_before_expiry")
+
+    def clean_notify_before_expiry(self):
+        return self._duration("notify_before_expiry")
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.policy_ignored() or any(name in self.errors for name in POLICY_FIELDS):
+            return cleaned
+        if cleaned.get("rotate_after_create") and cleaned.get("rotate_before_expiry"):
+            self.add_error("rotate_before_expiry",
+                           "Rotate either after creation or before expiry, not both.")
+            return cleaned
+        policy = self.rotation_policy()
+        if policy is not None and not policy["lifetime_actions"]:
+            self.add_error(None, "Give a rotation or notification trigger to go with "
+                                 "Expires after.")
+        elif policy is not None:
+            try:
+                rotation.policy_validate(policy)
+            except BadInput as exc:
+                self._policy_error(policy, exc)
+        return cleaned
+
+    def policy_ignored(self) -> bool:
+        """Whether the policy fields are set aside (the create form's "No rotation policy")."""
+        return False
+
+    def _policy_error(self, policy: dict, exc: BadInput) -> None:
+        """Put a policy rule's error on the field the user typed it in."""
+        action_fields = ["notify_before_expiry" if action["action"] == "Notify" else
+                         "rotate_after_create" if action.get("time_after_create") else
+                         "rotate_before_expiry" for action in policy["lifetime_actions"]]
+        if "expires_after" in exc.fields:
+            self.add_error("expires_after", _in_form_words(exc.fields["expires_after"][0]))
+            return
+        index = re.match(r"lifetime_actions\[(\d+)\]", exc.message)
+        field = action_fields[int(index[1])] if index else None
+        self.add_error(field, _in_form_words(exc.message))
 
     def rotation_policy(self) -> dict | None:
         data = self.cleaned_data
@@ -30,6 +105,9 @@ class RotationFields(forms.Form):
         if not actions and not data.get("expires_after"):
             return None
         return {"expires_after": data.get("expires_after") or None, "lifetime_actions": actions}
+
+
+POLICY_FIELDS = tuple(RotationFields.base_fields)
 
 
 class PresetSelect(forms.Select):
@@ -74,6 +152,9 @@ class KeyCreateForm(RotationFields):
                            help_text="name=value, one per line")
     no_rotation_policy = forms.BooleanField(required=False, label="No rotation policy")
 
+    def policy_ignored(self) -> bool:
+        return bool(self.cleaned_data.get("no_rotation_policy"))
+
     def request_data(self) -> dict:
         """The cleaned input in the shape spec_from_request takes (tags may raise BadInput)."""
         data = dict(self.cleaned_data)
@@ -109,10 +190,23 @@ class KeyUpdateForm(forms.Form):
 
 
 class RotationPolicyForm(RotationFields):
+    """A key's rotation policy. Saving one that stops automatic rotation (only a notice, or
+    nothing) needs the key's name typed, as clearing the policy does."""
+
+    confirm_name = forms.CharField(required=False, max_length=127,
+                                   label="Type the key name to remove automatic rotation",
+                                   widget=forms.TextInput(attrs={
+                                       "autocomplete": "off",
+                                       "aria-label": "Type the key name to remove automatic rotation"}))
+
+    def __init__(self, *args, record: KeyRecord, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.record = record
+
     @classmethod
-    def for_policy(cls, policy: dict | None):
-        """The form filled from a cached policy (the inverse of rotation_policy())."""
-        policy = policy or {}
+    def for_record(cls, record: KeyRecord, data=None):
+        """The form filled from the key's cached policy (the inverse of rotation_policy())."""
+        policy = record.rotation_policy or {}
         initial = {"expires_after": policy.get("expires_after")}
         for action in policy.get("lifetime_actions", []):
             if action["action"] == "Rotate":
@@ -120,7 +214,28 @@ class RotationPolicyForm(RotationFields):
                 initial["rotate_before_expiry"] = action.get("time_before_expiry")
             else:
                 initial["notify_before_expiry"] = action.get("time_before_expiry")
-        return cls(initial=initial)
+        return cls(data, initial=initial, record=record)
+
+    def removes_rotation(self) -> bool:
+        """Whether saving stops the key's automatic rotation (or clears its policy)."""
+        policy = self.rotation_policy()
+        rotates = any(action["action"] == "Rotate"
+                      for action in (policy or {}).get("lifetime_actions", []))
+        return (self.record.has_rotation_policy and not rotates) or (
+            policy is None and bool(self.record.rotation_policy))
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        name = self.record.name
+        if self.rotation_policy() is None and not self.record.rotation_policy:
+            self.add_error(None, "Give at least one rotation or notification trigger.")
+        elif self.removes_rotation() and cleaned.get("confirm_name") != name:
+            what = ("clears the rotation policy" if self.rotation_policy() is None
+                    else "stops automatic rotation")
+            self.add_error("confirm_name", f"Saving this {what} of {name}: type {name} to confirm.")
+        return cleaned
 
 
 class ConfirmForm(forms.Form):

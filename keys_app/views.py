@@ -165,14 +165,18 @@ class KeyDetailView(HsmKeyMixin, View):
     required_permission = "keys_app.view_keyrecord"
 
     def get(self, request, hsm_id, name):
-        record = key_get(hsm=self.hsm, name=name)
-        return self.page("keys_app/key_detail.html", {
-            "key": record, "versions": record.versions.all()[:100],
-            "activity": key_activity(hsm=self.hsm, name=name),
-            "violations": standards_violations(record),
-            "update_form": KeyUpdateForm.for_record(record),
-            "policy_form": RotationPolicyForm.for_policy(record.rotation_policy),
-            "confirm_form": ConfirmForm()})
+        return key_detail_page(self, key_get(hsm=self.hsm, name=name))
+
+
+def key_detail_page(view: HsmKeyMixin, record, *, policy_form=None, status: int = 200):
+    """The key's page; a form sent back with errors shows what the user typed."""
+    return view.page("keys_app/key_detail.html", {
+        "key": record, "versions": record.versions.all()[:100],
+        "activity": key_activity(hsm=view.hsm, name=record.name),
+        "violations": standards_violations(record),
+        "update_form": KeyUpdateForm.for_record(record),
+        "policy_form": policy_form or RotationPolicyForm.for_record(record),
+        "confirm_form": ConfirmForm()}, status=status)
 
 
 class KeyUpdateView(HsmKeyMixin, View):
@@ -211,15 +215,28 @@ class KeyRotationPolicyView(HsmKeyMixin, View):
                 hsm=self.hsm, name=name, policy=None, confirm_name=confirm_name,
                 actor=request.user, request_id=request.id).get_absolute_url(),
                 f"Cleared the rotation policy of {name}.", self.detail_url(name))
-        form = RotationPolicyForm(request.POST)
-        form.is_valid()
-        policy = form.rotation_policy()
-        if policy is None:
-            messages.error(request, "Give at least one rotation or notification trigger.")
-            return redirect(self.detail_url(name))
-        return _act(request, lambda: services.key_rotation_policy_set(
-            hsm=self.hsm, name=name, policy=policy, actor=request.user, request_id=request.id
-        ).get_absolute_url(), f"Set the rotation policy of {name}.", self.detail_url(name))
+        record = key_get(hsm=self.hsm, name=name)
+        form = RotationPolicyForm(request.POST, record=record)
+        if form.is_valid():
+            policy = form.rotation_policy()
+            try:
+                services.key_rotation_policy_set(
+                    hsm=self.hsm, name=record.name, policy=policy, actor=request.user,
+                    request_id=request.id, confirm_name=form.cleaned_data["confirm_name"])
+            except BadInput as exc:
+                for field, errors in exc.fields.items():
+                    form.add_error(field if field in form.fields else None, errors[0])
+                if not exc.fields:
+                    form.add_error(None, exc.message)
+            except PortalError as exc:
+                messages.error(request, exc.message)
+                return redirect(self.detail_url(record.name))
+            else:
+                messages.success(request, f"Cleared the rotation policy of {record.name}."
+                                 if policy is None else f"Set the rotation policy of {record.name}.")
+                return redirect(self.detail_url(record.name))
+        messages.error(request, "The rotation policy was not saved: correct the marked fields.")
+        return key_detail_page(self, record, policy_form=form, status=400)
 
 
 class KeyBackupView(HsmKeyMixin, View):

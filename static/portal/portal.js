@@ -79,3 +79,25 @@ document.addEventListener("input", function (event) {
     fitToType(form);
   });
 })();
+
+// The rotation-policy form (data-rotation-policy): when the fields as typed would stop
+// automatic rotation (or clear the policy), show the typed confirmation the server asks for.
+(function () {
+  function filled(form, name) { return form.elements[name].value.trim() !== ""; }
+
+  function showRemoval(form) {
+    var box = form.querySelector("[data-confirm-removal]");
+    if (!box) { return; }
+    var rotates = filled(form, "rotate_after_create") || filled(form, "rotate_before_expiry");
+    var empty = !rotates && !filled(form, "notify_before_expiry") && !filled(form, "expires_after");
+    var removing = (form.getAttribute("data-rotates") === "1" && !rotates) ||
+                   (form.getAttribute("data-has-policy") === "1" && empty);
+    box.hidden = !removing && !box.hasAttribute("data-error");
+  }
+
+  document.addEventListener("input", function (event) {
+    var form = event.target.form;
+    if (form && form.hasAttribute("data-rotation-policy")) { showRemoval(form); }
+  });
+  document.querySelectorAll("form[data-rotation-policy]").forEach(showRemoval);
+})();

@@ -157,3 +157,40 @@ def test_a_manual_type_wins_over_the_preselected_preset(page, admin, hsm, key_na
     expect(page.locator("#id_key_size")).to_have_value("256")
     expect(page.locator("#id_curve")).to_be_disabled()
     assert page.csp_errors == []
+
+
+# Item 11: the rotation-policy form keeps bad input and guards removing automatic rotation.
+
+@pytest.mark.e2e
+def test_policy_form_keeps_bad_input_and_asks_before_rotation_stops(page, admin, hsm, key_name,
+                                                                    tmp_path):
+    make_key(hsm, admin, key_name)
+    sign_in(page, admin.username, PASSWORD)
+    detail(page, hsm, key_name)
+    form = page.locator("#policy-form")
+    confirm_box = form.get_by_label("Type the key name to remove automatic rotation")
+    expect(confirm_box).to_be_hidden()
+    form.get_by_label("Rotate before expiry").fill("P30 days")
+    form.get_by_role("button", name="Save policy").click()
+    expect(page.locator(".flash-error")).to_contain_text("The rotation policy was not saved")
+    expect(form.get_by_label("Rotate before expiry")).to_have_value("P30 days")
+    expect(form).to_contain_text("Use an ISO-8601 duration such as P90D, P6M or P1Y.")
+    shot(page, tmp_path, "policy-bad-value")
+
+    # Keeping only the notice stops automatic rotation: the form asks for the name first.
+    form.get_by_label("Rotate before expiry").fill("")
+    form.get_by_label("Notify before expiry").fill("P30D")
+    expect(confirm_box).to_be_visible()
+    form.get_by_role("button", name="Save policy").click()
+    expect(form).to_contain_text(f"type {key_name} to confirm")
+    assert [a.action for a in gateway.keys(hsm).get_key_rotation_policy(key_name)
+            .lifetime_actions] == ["Rotate"]
+    shot(page, tmp_path, "policy-needs-name")
+
+    confirm_box.fill(key_name)
+    form.get_by_role("button", name="Save policy").click()
+    expect(page.locator(".flash-success")).to_contain_text(f"Set the rotation policy of {key_name}")
+    expect(page.locator("#rotation-policy")).to_contain_text("Notify P30D before expiry")
+    assert [a.action for a in gateway.keys(hsm).get_key_rotation_policy(key_name)
+            .lifetime_actions] == ["Notify"]
+    assert page.csp_errors == []

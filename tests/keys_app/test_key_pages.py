@@ -78,3 +78,110 @@ def test_the_preset_options_carry_what_they_fill(client, admin, hsm):
     assert ('<option value="signing" data-kty="EC-HSM" data-key-size="" data-curve="P-256" '
             'data-key-ops="sign verify">') in text
     assert '<option value="oct-HSM" data-key-ops="encrypt decrypt wrapKey unwrapKey">' in text
+
+
+# Item 11: the rotation-policy form keeps bad input and guards removing automatic rotation.
+
+def policy_url(hsm, name):
+    return f"/hsms/{hsm.name}/keys/{name}/rotation-policy/"
+
+
+def hsm_actions(hsm, name):
+    return [(a.action, a.time_after_create, a.time_before_expiry)
+            for a in gateway.keys(hsm).get_key_rotation_policy(name).lifetime_actions]
+
+
+def policy_audits():
+    return AuditEvent.objects.filter(action__startswith="key.rotation_policy").count()
+
+
+ROTATE_30D = [("Rotate", None, "P30D")]
+
+
+@pytest.mark.parametrize("fields, field, message", [
+    ({"expires_after": "P2Y", "rotate_after_create": "P90X"}, "rotate_after_create",
+     "Use an ISO-8601 duration such as P90D, P6M or P1Y."),
+    # Longer than the old max_length: it used to vanish and the rest was saved without it.
+    ({"expires_after": "P" + "1" * 25 + "D", "rotate_after_create": "P90D"}, "expires_after",
+     "At most P100Y (36500 days)."),
+    ({"expires_after": "P2Y", "rotate_after_create": "P90D", "rotate_before_expiry": "P30D"},
+     "rotate_before_expiry", "Rotate either after creation or before expiry, not both."),
+    ({"expires_after": "P2Y", "rotate_after_create": "P3D"}, "rotate_after_create",
+     "A trigger after creation must be at least 7 days (P7D)."),
+    ({"rotate_before_expiry": "P30D"}, "expires_after", "Required with a trigger before expiry."),
+])
+def test_a_bad_policy_value_is_a_field_error_and_stays_typed(client, admin, hsm, key_name,
+                                                             fields, field, message):
+    make_key(hsm, admin, key_name)
+    before = policy_audits()
+    client.force_login(admin)
+    response = client.post(policy_url(hsm, key_name), fields)
+    assert response.status_code == 400
+    form = response.context["policy_form"]
+    assert form.errors[field] == [message]
+    text = response.content.decode()
+    assert message.replace("'", "&#x27;") in text
+    for value in fields.values():
+        assert f'value="{value}"' in text  # what was typed is still in the form
+    assert hsm_actions(hsm, key_name) == ROTATE_30D
+    assert policy_audits() == before
+
+
+def test_keeping_only_a_notice_needs_the_typed_name(client, admin, hsm, key_name):
+    make_key(hsm, admin, key_name)
+    client.force_login(admin)
+    notice_only = {"expires_after": "P2Y", "notify_before_expiry": "P30D"}
+    for typed in ("", "wrong"):
+        response = client.post(policy_url(hsm, key_name), {**notice_only, "confirm_name": typed})
+        assert response.status_code == 400
+        assert response.context["policy_form"].errors["confirm_name"] == [
+            f"Saving this stops automatic rotation of {key_name}: type {key_name} to confirm."]
+        assert 'value="P30D"' in response.content.decode()
+        assert hsm_actions(hsm, key_name) == ROTATE_30D
+
+    response = client.post(policy_url(hsm, key_name), {**notice_only, "confirm_name": key_name})
+    assert response.status_code == 302
+    assert hsm_actions(hsm, key_name) == [("Notify", None, "P30D")]
+    assert KeyRecord.objects.get(hsm=hsm, name=key_name).has_rotation_policy is False
+    assert list(AuditEvent.objects.filter(action="key.rotation_policy.set").order_by("seq")
+                .values_list("outcome", flat=True)) == ["intent", "succeeded"]
+
+
+def test_emptying_the_policy_form_clears_it_with_the_typed_name(client, admin, hsm, key_name):
+    make_key(hsm, admin, key_name)
+    client.force_login(admin)
+    empty = {name: "" for name in ("expires_after", "rotate_after_create",
+                                   "rotate_before_expiry", "notify_before_expiry")}
+    response = client.post(policy_url(hsm, key_name), empty)
+    assert response.status_code == 400
+    assert response.context["policy_form"].errors["confirm_name"] == [
+        f"Saving this clears the rotation policy of {key_name}: type {key_name} to confirm."]
+    assert hsm_actions(hsm, key_name) == ROTATE_30D
+
+    response = client.post(policy_url(hsm, key_name), {**empty, "confirm_name": key_name})
+    assert response.status_code == 302
+    assert hsm_actions(hsm, key_name) == []
+    assert AuditEvent.objects.filter(action="key.rotation_policy.clear",
+                                     outcome="succeeded").count() == 1
+
+
+def test_a_policy_that_keeps_rotating_needs_no_typed_name(client, admin, hsm, key_name):
+    make_key(hsm, admin, key_name)
+    client.force_login(admin)
+    response = client.post(policy_url(hsm, key_name), {
+        "expires_after": "P1Y", "rotate_after_create": "P90D", "notify_before_expiry": "p30d"})
+    assert response.status_code == 302
+    assert hsm_actions(hsm, key_name) == [("Rotate", "P90D", None), ("Notify", None, "P30D")]
+
+
+def test_the_create_form_shows_a_bad_policy_value_and_creates_nothing(client, admin, hsm,
+                                                                      key_name):
+    client.force_login(admin)
+    response = client.post(f"/hsms/{hsm.name}/keys/new/", {
+        "preset": "aes", "name": key_name, "tags": "owner=payments",
+        "expires_after": "P1Y", "rotate_after_create": "P" + "9" * 30 + "D"})
+    assert response.status_code == 400
+    assert response.context["form"].errors["rotate_after_create"] == [
+        "At most P100Y (36500 days)."]
+    assert 'value="P' + "9" * 30 + 'D"' in response.content.decode()
+    assert not KeyRecord.objects.filter(hsm=hsm, name=key_name).exists()
