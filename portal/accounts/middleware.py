@@ -67,7 +67,8 @@ class SessionIdleTimeoutMiddleware:
         if request.path.startswith("/api/"):
             return None
         minutes = settings.PORTAL_SESSION_IDLE_SECONDS // 60
-        messages.info(request, f"You were signed out after {minutes} minutes without activity.")
+        messages.info(request, f"You were signed out after {minutes} minute"
+                               f"{'' if minutes == 1 else 's'} without activity. Sign in again.")
         response = redirect_to_login(request.get_full_path())
         if request.headers.get("HX-Request"):
             # htmx would swap the sign-in page into the polled element; navigate instead.
