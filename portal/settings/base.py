@@ -245,8 +245,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "portal.audit.redaction.RedactingFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                   # Celery's task loggers: the same line plus the task's name and id.
+                   "task": {"()": "celery.app.log.TaskFormatter",
+                            "fmt": "%(asctime)s %(levelname)s %(name)s "
+                                   "%(task_name)s[%(task_id)s] %(message)s",
+                            "use_color": False}},
     "handlers": {
+        "task_console": {"class": "logging.StreamHandler", "formatter": "task",
+                         "filters": ["redact"]},
         "console": {"class": "logging.StreamHandler", "formatter": "plain",
                     "filters": ["redact"]},
     },
@@ -254,5 +261,7 @@ LOGGING = {
     "loggers": {
         # The SDK's HTTP logging prints headers and URLs (which can carry SAS tokens).
         "azure": {"level": "WARNING"},
+        # get_task_logger() loggers hang below this one (worker, beat, or a task's .apply()).
+        "celery.task": {"handlers": ["task_console"], "propagate": False},
     },
 }
