@@ -18,7 +18,7 @@ MAX_TOKEN_DAYS = 365
 
 
 def api_token_issue(*, user, actor=None, reset: bool = False,
-                    days: int | None = None) -> tuple[str, ApiToken] | None:
+                    days: int | None = None) -> str | None:
     """Create (or with reset, replace) the user's API token; return the raw token once.
 
     The token expires after `days` (default PORTAL_API_TOKEN_DAYS, at most 365). Returns
@@ -40,9 +40,9 @@ def api_token_issue(*, user, actor=None, reset: bool = False,
                              "expires": expires.isoformat()})
         if existing:
             existing.delete()
-        token = ApiToken.objects.create(user=user, digest=token_digest(raw),
-                                        prefix=raw[:TOKEN_PREFIX_LEN], expires=expires)
-    return raw, token
+        ApiToken.objects.create(user=user, digest=token_digest(raw),
+                                prefix=raw[:TOKEN_PREFIX_LEN], expires=expires)
+    return raw
 
 
 def api_token_revoke(*, token_id: int, actor, request_id: str) -> None:

@@ -2,6 +2,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from portal.accounts.models import ApiToken
 from portal.accounts.services import api_token_issue
 from portal.errors import BadInput
 
@@ -23,12 +24,12 @@ class Command(BaseCommand):
         if user is None:
             raise CommandError(f"No user named {username}.")
         try:
-            issued = api_token_issue(user=user, reset=reset, days=days)
+            raw = api_token_issue(user=user, reset=reset, days=days)
         except BadInput as exc:
             raise CommandError(exc.message) from exc
-        if issued is None:
+        if raw is None:
             raise CommandError(f"{username} already has a token, which is stored only as a "
                                f"hash and cannot be shown again; use -r to replace it.")
-        raw, token = issued
+        token = ApiToken.objects.get(user=user)
         self.stdout.write(f"Generated token {raw} for user {username}; it expires "
                           f"{token.expires:%Y-%m-%d %H:%M} UTC.")
