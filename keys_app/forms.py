@@ -282,21 +282,25 @@ class KeyRestoreForm(forms.Form):
     backup_file = forms.FileField(label="Key backup file")
 
 
+def _pick(what: str) -> dict:
+    return {"invalid_choice": f"'%(value)s' is not {what}; pick one from the list."}
+
+
 class KeyFilterForm(forms.Form):
     q = forms.CharField(required=False, max_length=127, label="Name contains")
     tag = forms.CharField(required=False, max_length=300, label="Tag (name or name=value)")
-    kty = forms.ChoiceField(required=False, label="Type",
+    kty = forms.ChoiceField(required=False, error_messages=_pick("a key type"), label="Type",
                             choices=[("", "any")] + [(k, k) for k in KEY_TYPES])
-    state = forms.ChoiceField(required=False, choices=[
+    state = forms.ChoiceField(required=False, error_messages=_pick("a key state"), choices=[
         ("active", "live"), ("enabled", "enabled"), ("disabled", "disabled"),
         ("deleted", "deleted"), ("all", "all")])
-    expiry = forms.ChoiceField(required=False, choices=[
+    expiry = forms.ChoiceField(required=False, error_messages=_pick("an expiry filter"), choices=[
         ("", "any"), ("expired", "expired"), ("30d", "within 30 days"),
         ("90d", "within 90 days"), ("none", "never expires")])
-    rotation = forms.ChoiceField(required=False, label="Automatic rotation",
-                                 choices=[("", "any"), ("yes", "rotates"), ("no", "never rotates")])
+    rotation = forms.ChoiceField(required=False, error_messages=_pick("a rotation filter"),
+                                 label="Automatic rotation", choices=[("", "any"), ("yes", "rotates"), ("no", "never rotates")])
     drift = forms.BooleanField(required=False, label="Changed outside the portal")
-    sort = forms.ChoiceField(required=False, choices=[
+    sort = forms.ChoiceField(required=False, error_messages=_pick("a sort order"), choices=[
         ("name", "name"), ("-name", "name ↓"), ("expires", "expiry"), ("-expires", "expiry ↓"),
         ("-created", "newest"), ("created", "oldest"), ("-updated", "recently updated")])
 

@@ -20,10 +20,6 @@ CSV_FIELDS = ("name", "state", "kty", "key_size", "curve", "enabled", "key_ops",
               "tags_text", "drift_note")
 
 
-def _form_error(form) -> BadInput:
-    return BadInput("Please correct the highlighted fields.", fields=form.errors.get_json_data())
-
-
 def _act(request, call, success: str, fallback: str):
     """Run one service call for a POST: flash the outcome, redirect to what it returns."""
     try:
@@ -75,7 +71,10 @@ class KeyListView(HsmKeyMixin, View):
     def get(self, request, hsm_id):
         form = KeyFilterForm(request.GET)
         if not form.is_valid():
-            raise _form_error(form)
+            # The list page with the filter and its errors, and no keys: an unfiltered list
+            # would pass for the answer to the filter that was asked for.
+            return self.page("keys_app/key_list.html", {"hsms": hsm_list(), "form": form,
+                                                        "page": None}, status=400)
         keys = key_list(hsm=self.hsm, filters=form.to_filter())
         if request.GET.get("export") == "csv":
             return keys_csv_response(keys, f"keys-{self.hsm.name}.csv")

@@ -194,3 +194,33 @@ def test_policy_form_keeps_bad_input_and_asks_before_rotation_stops(page, admin,
     assert [a.action for a in gateway.keys(hsm).get_key_rotation_policy(key_name)
             .lifetime_actions] == ["Notify"]
     assert page.csp_errors == []
+
+
+# Item 12: a bad list filter leaves the user on the list page with the form and the error.
+
+@pytest.mark.e2e
+def test_a_bad_filter_shows_the_form_and_can_be_corrected(page, admin, hsm, key_name, tmp_path):
+    make_key(hsm, admin, key_name)
+    sign_in(page, admin.username, PASSWORD)
+    page.set_viewport_size(WIDE)
+    response = page.goto(f"/hsms/{hsm.name}/keys/?kty=DSA&q={key_name}")
+    assert response.status == 400
+    expect(page.locator("h1")).to_have_text(f"Keys on {hsm.name}")
+    expect(page.locator("#filter-error")).to_contain_text(
+        "Type: 'DSA' is not a key type; pick one from the list.")
+    expect(page.locator("#id_kty")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#id_q")).to_have_value(key_name)
+    expect(page.locator("table.keys")).to_have_count(0)
+    shot(page, tmp_path, "list-bad-filter")
+
+    page.locator("#id_kty").select_option("RSA-HSM")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#filter-error")).to_have_count(0)
+    expect(page.locator("table.keys tbody tr")).to_have_count(1)
+    expect(page.locator("table.keys")).to_contain_text(key_name)
+
+    page.goto(f"/hsms/{hsm.name}/keys/?sort=price")
+    page.get_by_role("link", name="clear the filters").click()
+    expect(page.locator("#filter-error")).to_have_count(0)
+    expect(page.locator("table.keys")).to_contain_text(key_name)
+    assert page.csp_errors == []

@@ -185,3 +185,38 @@ def test_the_create_form_shows_a_bad_policy_value_and_creates_nothing(client, ad
         "At most P100Y (36500 days)."]
     assert 'value="P' + "9" * 30 + 'D"' in response.content.decode()
     assert not KeyRecord.objects.filter(hsm=hsm, name=key_name).exists()
+
+
+# Item 12: a bad list filter shows the list page with the filter and its error, no keys.
+
+@pytest.mark.parametrize("query, field, message", [
+    ("kty=DSA", "kty", "'DSA' is not a key type; pick one from the list."),
+    ("state=gone", "state", "'gone' is not a key state; pick one from the list."),
+    ("expiry=tomorrow", "expiry", "'tomorrow' is not an expiry filter; pick one from the list."),
+    ("sort=price", "sort", "'price' is not a sort order; pick one from the list."),
+    ("q=" + "x" * 200, "q", "Ensure this value has at most 127 characters (it has 200)."),
+])
+def test_a_bad_filter_shows_the_list_page_with_the_error(client, admin, hsm, key_name,
+                                                        query, field, message):
+    make_key(hsm, admin, key_name)
+    client.force_login(admin)
+    for extra in ("", "&export=csv"):
+        response = client.get(f"/hsms/{hsm.name}/keys/?{query}{extra}")
+        assert response.status_code == 400
+        assert response["Content-Type"].startswith("text/html")
+        assert response.context["form"].errors[field] == [message]
+        text = response.content.decode()
+        assert 'id="key-filters"' in text and 'id="filter-error"' in text
+        assert message.replace("'", "&#x27;") in text
+        assert "No keys are listed until then." in text
+        assert key_name not in text  # no keys, not an unfiltered list
+        assert "Export CSV" not in text
+
+
+def test_a_good_filter_still_lists_keys(client, admin, hsm, key_name):
+    make_key(hsm, admin, key_name)
+    client.force_login(admin)
+    response = client.get(f"/hsms/{hsm.name}/keys/?kty=RSA-HSM&q={key_name}&page=abc")
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert key_name in text and 'id="filter-error"' not in text and "1 key<" in text
