@@ -16,6 +16,21 @@ logger = logging.getLogger(__name__)
 SYSTEM_ACTOR = "system"
 
 
+class AuditOutcomeUnrecorded(AuditUnavailable):
+    """The outcome row of an intent could not be appended, after the action was attempted.
+
+    Unlike a failed intent ("nothing was done"), the action may well have happened: the
+    message says so, names the intent's seq, and tells the user not to repeat it blindly.
+    """
+
+    code = "audit_outcome_unrecorded"
+
+    def __init__(self, message: str, *, intent_seq: int, acted: bool):
+        super().__init__(message)
+        self.intent_seq = intent_seq
+        self.acted = acted
+
+
 def actor_fields(actor) -> dict:
     """actor_id, actor_name and role of a user; None is the system (Celery beat, commands)."""
     if actor is None:
@@ -69,14 +84,34 @@ def audit_record(*, actor, action: str, target: str = "", request_id: str = "",
 
 
 def audit_result(intent: AuditEvent, *, ok: bool, detail: dict | None = None,
-                 outcome: str | None = None) -> AuditEvent:
-    """Append the outcome of an intent: a second row by the same actor, never an update."""
+                 outcome: str | None = None, done: str = "") -> AuditEvent:
+    """Append the outcome of an intent: a second row by the same actor, never an update.
+
+    If that row cannot be written, raises AuditOutcomeUnrecorded (503), whose message tells
+    the truth: with ok=True the action happened (`done` says what, e.g. "The HSM rotated
+    key app-key"); with ok=False it did not succeed. Neither says "nothing was done".
+    """
     who = {"actor_id": intent.actor_id, "actor_name": intent.actor_name, "role": intent.role}
     result = outcome or (AuditEvent.Outcome.SUCCEEDED if ok else AuditEvent.Outcome.FAILED)
-    return _append(who=who, action=intent.action, target=intent.target,
-                   request_id=intent.request_id, client_request_id=intent.client_request_id,
-                   outcome=result,
-                   detail={"intent_seq": intent.seq, **(detail or {})})
+    try:
+        return _append(who=who, action=intent.action, target=intent.target,
+                       request_id=intent.request_id,
+                       client_request_id=intent.client_request_id, outcome=result,
+                       detail={"intent_seq": intent.seq, **(detail or {})})
+    except AuditUnavailable as exc:
+        # Operators reconcile from this line: the intent row stands without its outcome.
+        logger.error("Audit outcome %s of intent #%s (%s) was not recorded.",
+                     result, intent.seq, intent.action)
+        if ok:
+            what = done or f"{intent.action} on {intent.target or 'the portal'} was carried out"
+            message = (f"{what}, but the audit trail could not record the outcome "
+                       f"(intent #{intent.seq}). Do not repeat it: check its current state "
+                       "and tell an administrator so the trail can be completed.")
+        else:
+            message = (f"{intent.action} on {intent.target or 'the portal'} did not succeed, "
+                       f"and the audit trail could not record that (intent #{intent.seq}). "
+                       "Check its current state before trying again.")
+        raise AuditOutcomeUnrecorded(message, intent_seq=intent.seq, acted=ok) from exc
 
 
 def audit_verify(*, batch: int = 5000) -> ChainReport:
