@@ -2,7 +2,8 @@
 
 Per request, in this order (the order the service answers in):
 
-1. ``/_emulator/*`` test controls (loopback only, no token): ``GET health``,
+1. ``/_emulator/*`` test controls (loopback only, no token; all but ``GET health``
+   need this run's control secret in ``X-Emulator-Control``): ``GET health``,
    ``GET|POST|DELETE faults``, ``GET|PATCH properties`` (soft-delete retention days and
    purge protection, which ARM owns on the real service).
 2. Injected faults (latency, then the injected error) and, with ``--throttle``, 429s.
@@ -36,7 +37,7 @@ from .faults import FaultInjector, Throttle
 from .hsm import HsmProperties, SecurityDomain
 from .keys import KeyStore
 from .rbac import Rbac
-from .routing import Call, Reply, Route, dumps, is_loopback
+from .routing import Call, Reply, Route, control_refusal, dumps, is_loopback
 from .settings import Settings
 from .state import Sealer, Store
 from .tokens import HSM_RESOURCE, TokenValidator
@@ -65,9 +66,10 @@ class HsmApp:
     """One HSM: its keys, RBAC, settings and faults, served as an ASGI callable."""
 
     def __init__(self, props: HsmProperties, domain: SecurityDomain, store: Store, sealer: Sealer,
-                 validator: TokenValidator, tenant_id: str, executor: Optional[Executor] = None,
-                 throttle: bool = False) -> None:
+                 validator: TokenValidator, tenant_id: str, control_secret: str,
+                 executor: Optional[Executor] = None, throttle: bool = False) -> None:
         self.props = props
+        self._control_secret = control_secret
         self._store = store
         props.load(store)
         self.keys = KeyStore(props, domain, store, sealer, executor)
@@ -167,11 +169,13 @@ class HsmApp:
             raise error
 
     async def _control(self, scope: dict, path: str, body: bytes) -> tuple[int, dict]:
-        if not is_loopback(scope):
-            return 403, {"error": {"code": "Forbidden", "message": "Test controls are only served on loopback."}}
         method = scope["method"]
-        if path == "/_emulator/health" and method == "GET":
+        # Health reveals nothing and changes nothing: loopback is enough.
+        if path == "/_emulator/health" and method == "GET" and is_loopback(scope):
             return 200, {"status": "ok", "hsm": self.props.name}
+        refusal = control_refusal(scope, self._control_secret)
+        if refusal is not None:
+            return refusal
         if path == "/_emulator/properties" and method in ("GET", "PATCH"):
             if method == "PATCH":
                 try:

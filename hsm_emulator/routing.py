@@ -8,6 +8,7 @@ api-version and the caller's local-RBAC data action, then awaits the handler wit
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from dataclasses import dataclass, field
@@ -49,6 +50,29 @@ def is_loopback(scope: dict) -> bool:
     """Whether an ASGI request comes from this machine (test controls are loopback-only)."""
     client = scope.get("client")
     return bool(client) and client[0] in _LOOPBACK
+
+
+CONTROL_HEADER = "x-emulator-control"
+
+
+def control_refusal(scope: dict, secret: str) -> Optional[tuple[int, dict]]:
+    """Why a ``/_emulator`` test control call is refused (status, body), or None to serve it.
+
+    Test controls mint tokens, create principals and change how the HSM answers, so they
+    are served only on loopback and only to a caller presenting this run's control secret
+    (``control_secret`` in ``endpoints.json``, readable by the emulator's user alone) in
+    the ``X-Emulator-Control`` header; another local user's process has neither.
+    """
+    if not is_loopback(scope):
+        return 403, {"error": {"code": "Forbidden", "message": "Test controls are only served on loopback."}}
+    presented = next((value for name, value in scope.get("headers", ()) if name == CONTROL_HEADER.encode()), None)
+    if presented is None:
+        return 401, {"error": {"code": "Unauthorized", "message": "Test controls need the X-Emulator-Control "
+                                                                 "header with control_secret from endpoints.json."}}
+    if not hmac.compare_digest(presented, secret.encode()):
+        return 403, {"error": {"code": "Forbidden", "message": "The X-Emulator-Control header does not match "
+                                                              "this run's control_secret."}}
+    return None
 
 
 @dataclass

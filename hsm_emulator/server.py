@@ -1,9 +1,9 @@
 """Assemble the emulator and serve it: one process, one event loop, one port per endpoint.
 
 ``serve(options)`` creates (or reuses) the TLS material and state under the state
-directory, binds the authority to ``--port`` (0: a free port) and each HSM to its own
-free port, and runs one uvicorn server over all the sockets, routing each request to
-the app behind the port it arrived on. When every socket is listening it writes
+directory, binds the authority to ``--port`` (0: a free port) and Resource Manager and
+each HSM to their own free ports, and runs one uvicorn server over all the sockets,
+routing each request to the app behind the port it arrived on. When every socket is listening it writes
 ``endpoints.json`` atomically and prints one ``ready`` line on stdout.
 
 CPU-heavy work (key generation, private-key operations with RSA keys above 2048 bits)
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -29,12 +30,15 @@ from typing import Optional
 import uvicorn
 
 from .app import HsmApp
-from .certs import TlsFiles, ensure_tls
+from .arm import ResourceManager
+from .certs import CA_KEY_FILE, SERVER_KEY_FILE, TlsFiles, ensure_tls
 from .hsm import HsmProperties, SecurityDomain
-from .state import STATE_DB, Sealer, Store, write_atomic
+from .state import STATE_DB, STATE_KEY, Sealer, Store, write_atomic
 from .tokens import BOOTSTRAP_ADMIN, HSM_RESOURCE, Authority, TokenValidator
 
 ENDPOINTS_FILE = "endpoints.json"
+PRIVATE_FILES = (ENDPOINTS_FILE, STATE_DB, f"{STATE_DB}-wal", f"{STATE_DB}-shm", STATE_KEY, CA_KEY_FILE,
+                 SERVER_KEY_FILE)
 DEFAULT_HSMS = ("primary", "secondary")
 
 
@@ -57,12 +61,15 @@ class Emulator:
     def __init__(self, options: Options) -> None:
         self.options = options
         state_dir = options.state_dir.resolve()
-        state_dir.mkdir(parents=True, exist_ok=True)
+        _make_private(state_dir)
         self.state_dir = state_dir
         self.tls: TlsFiles = ensure_tls(state_dir)
         self.store = Store(None if options.ephemeral else state_dir / STATE_DB)
         self.sealer = Sealer.open(None if options.ephemeral else state_dir)
-        self.authority = Authority(self.store, self.sealer)
+        # New at every start: whoever can read endpoints.json (the emulator's user) may
+        # use the test controls; other local users' processes may not.
+        self.control_secret = secrets.token_urlsafe(32)
+        self.authority = Authority(self.store, self.sealer, self.control_secret)
         self.admin = self.authority.bootstrap_admin()
         self.domain = SecurityDomain.load_or_create(self.store, self.sealer)
         self.executor = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="hsm-crypto")
@@ -72,13 +79,16 @@ class Emulator:
         auth_sock = self._bind(options.port)
         self.authority.base_url = f"https://{url_host}:{auth_sock.getsockname()[1]}"
         self._apps[auth_sock.getsockname()[1]] = self.authority.app()
+        arm_sock = self._bind(0)
+        self.resource_manager_url = f"https://{url_host}:{arm_sock.getsockname()[1]}"
+        self._apps[arm_sock.getsockname()[1]] = ResourceManager(self.authority).app()
         validator = TokenValidator(self.authority, HSM_RESOURCE)
         self.hsms: dict[str, HsmApp] = {}
         for name in options.hsms:
             sock = self._bind(0)
             props = HsmProperties(name=name, base_url=f"https://{url_host}:{sock.getsockname()[1]}")
             hsm = HsmApp(props, self.domain, self.store, self.sealer, validator, self.authority.tenant_id,
-                         self.executor, throttle=options.throttle)
+                         self.control_secret, self.executor, throttle=options.throttle)
             hsm.rbac.bootstrap(self.admin.object_id)
             self.hsms[name] = hsm
             self._apps[sock.getsockname()[1]] = hsm
@@ -106,9 +116,11 @@ class Emulator:
             "ca_bundle": str(self.tls.ca_bundle),
             "authority": self.authority.base_url,
             "tenant_id": self.authority.tenant_id,
+            "resource_manager": self.resource_manager_url,
             "hsms": {name: hsm.props.base_url for name, hsm in self.hsms.items()},
             "principals": {BOOTSTRAP_ADMIN: {"client_id": admin.client_id, "client_secret": admin.client_secret,
                                              "object_id": admin.object_id}},
+            "control_secret": self.control_secret,
             "pid": os.getpid(),
         }
 
@@ -142,6 +154,21 @@ class Emulator:
         hsm_list = " ".join(f"{name}={url}" for name, url in endpoints["hsms"].items())
         print(f"hsm_emulator ready: authority={endpoints['authority']} {hsm_list} "
               f"endpoints={self.state_dir / ENDPOINTS_FILE}", flush=True)
+
+
+def _make_private(state_dir: Path) -> None:
+    """Create the state directory readable by its owner only, and keep it (and its secrets) so.
+
+    It holds the CA and server keys, ``state.key``, the state database and
+    ``endpoints.json`` (client secrets, the control secret); files are created 0600, and
+    ones left by an older run with wider modes are narrowed.
+    """
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+    for name in PRIVATE_FILES:
+        path = state_dir / name
+        if path.exists():
+            os.chmod(path, 0o600)
 
 
 def serve(options: Options) -> None:

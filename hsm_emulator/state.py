@@ -73,6 +73,8 @@ class Store:
         self._db: Optional[sqlite3.Connection] = None
         self._lock = threading.Lock()
         if path is not None:
+            # Created owner-only before SQLite opens it; its -wal and -shm files take its mode.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

@@ -10,11 +10,14 @@ client-credentials grant:
 
 Access tokens are RS256 JWTs in the v1 shape Managed HSM receives: ``iss`` is
 ``https://sts.windows.net/<tenant>/`` (also what Azurite's OAuth mode accepts), ``aud``
-the requested scope's resource, plus ``oid``, ``tid``, ``appid``, ``sub``, ``iat``,
+the requested scope's resource as named (Managed HSM, Key Vault, Storage, Microsoft
+Graph, Resource Manager under both its names; ``<resource>//.default`` names
+``<resource>/``, as the Azure CLI asks), plus ``oid``, ``tid``, ``appid``, ``sub``, ``iat``,
 ``nbf``, ``exp``. ``TokenValidator`` checks them for the data plane, caching verified
 tokens by their raw text so the hot path does not re-verify signatures.
 
-Test controls (no token needed, loopback only): ``POST /_emulator/principals
+Test controls (no token needed, loopback only, this run's control secret in the
+``X-Emulator-Control`` header): ``POST /_emulator/principals
 {"display_name"}`` creates a service principal and returns its credentials;
 ``GET /_emulator/principals`` lists principals without secrets; ``POST
 /_emulator/tokens {"client_id"?, "audience"?, "claims"?}`` mints a token signed by the
@@ -48,16 +51,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .crypto import int_b64
-from .routing import is_loopback
+from .routing import control_refusal
 from .state import Sealer, Store
 
 HSM_RESOURCE = "https://managedhsm.azure.net"
-# Resources whose ".default" scope the authority issues tokens for; aud = the resource.
+# Resource Manager answers to two names; the Azure CLI asks for the older one.
+ARM_RESOURCES = ("https://management.core.windows.net", "https://management.azure.com")
+# Resources the authority issues tokens for, named without a trailing slash; a request
+# may name one with a trailing slash, which the token's aud then keeps (as Entra does).
 KNOWN_RESOURCES = (
     HSM_RESOURCE,
-    "https://storage.azure.com",
-    "https://management.azure.com",
     "https://vault.azure.net",
+    "https://storage.azure.com",
+    "https://graph.microsoft.com",
+    *ARM_RESOURCES,
 )
 TOKEN_LIFETIME = 3599
 CLOCK_SKEW = 300  # Entra-protected services tolerate five minutes of skew.
@@ -86,9 +93,10 @@ class Principal:
 class Authority:
     """Tenant, signing key and principals; issues tokens and serves the authority app."""
 
-    def __init__(self, store: Store, sealer: Sealer) -> None:
+    def __init__(self, store: Store, sealer: Sealer, control_secret: str) -> None:
         self._store = store
         self._sealer = sealer
+        self._control_secret = control_secret
         meta = store.get(_SCOPE, "meta", "tenant") or {}
         self.tenant_id: str = meta.get("tenant_id") or str(uuid.uuid4())
         if "signing_key" in meta:
@@ -211,8 +219,9 @@ class Authority:
         return JSONResponse({"status": "ok", "tenant_id": self.tenant_id})
 
     async def _principals(self, request: Request) -> Response:
-        if not is_loopback(request.scope):
-            return JSONResponse({"error": "test controls are only served on loopback"}, status_code=403)
+        refusal = control_refusal(request.scope, self._control_secret)
+        if refusal is not None:
+            return JSONResponse(refusal[1], status_code=refusal[0])
         if request.method == "GET":
             return JSONResponse({"value": [p.public() for p in self.principals.values()]})
         try:
@@ -225,8 +234,9 @@ class Authority:
         return JSONResponse(self.create_principal(name.strip()).credentials(), status_code=201)
 
     async def _mint(self, request: Request) -> Response:
-        if not is_loopback(request.scope):
-            return JSONResponse({"error": "test controls are only served on loopback"}, status_code=403)
+        refusal = control_refusal(request.scope, self._control_secret)
+        if refusal is not None:
+            return JSONResponse(refusal[1], status_code=refusal[0])
         try:
             body = await request.json()
         except ValueError:
@@ -327,18 +337,19 @@ class Authority:
 
 
 class TokenValidator:
-    """Validates bearer tokens for one audience; caches verified tokens by raw text.
+    """Validates bearer tokens for one resource (or its aliases); caches verified tokens by raw text.
 
     A token is accepted only if it is RS256-signed by the authority's key, its ``iss`` is
-    the authority's v1 issuer, ``tid`` the tenant, ``aud`` the resource, and
+    the authority's v1 issuer, ``tid`` the tenant, ``aud`` one of the resource's names
+    (with or without a trailing slash), and
     ``nbf``/``exp`` hold within the allowed clock skew.
     """
 
     _MAX_CACHE = 20000
 
-    def __init__(self, authority: Authority, audience: str) -> None:
+    def __init__(self, authority: Authority, *audiences: str) -> None:
         self._authority = authority
-        self._audiences = (audience, audience + "/")
+        self._audiences = tuple(name + suffix for name in audiences for suffix in ("", "/"))
         self._cache: dict[str, tuple[dict, float]] = {}
 
     def validate(self, token: str) -> dict:
@@ -374,11 +385,16 @@ class TokenValidator:
 
 
 def _audience(scope: str, resource: str) -> Optional[str]:
-    """The audience for a v2 ``scope`` (``<resource>/.default``) or a v1 ``resource``."""
+    """The audience for a v2 ``scope`` (``<resource>/.default``) or a v1 ``resource``.
+
+    The resource is taken as named: ``https://management.core.windows.net//.default``
+    (what ``az login`` asks for) is the resource ``https://management.core.windows.net/``
+    and its token's ``aud``. One trailing slash is the same resource; more is not.
+    """
     candidates = [s for s in scope.split() if s.endswith("/.default")]
     requested = candidates[0][: -len("/.default")] if candidates else resource
-    requested = requested.rstrip("/")
-    return requested if requested in KNOWN_RESOURCES else None
+    bare = requested[:-1] if requested.endswith("/") else requested
+    return requested if bare in KNOWN_RESOURCES else None
 
 
 def _aad_error(status: int, error: str, code: int, description: str) -> Response:

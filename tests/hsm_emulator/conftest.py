@@ -92,6 +92,8 @@ def raw(emulator):
         headers = dict(headers or {})
         if token:
             headers["Authorization"] = f"Bearer {admin_token if token is True else token}"
+        # RSA keys with an exponent OpenSSL will not generate take seconds on a loaded machine.
+        kwargs.setdefault("timeout", 30)
         return httpx.request(method, emulator.hsm_url(hsm) + path, headers=headers, verify=context, **kwargs)
     return send
 

@@ -33,10 +33,49 @@ def test_client_secret_credential_gets_a_signed_token_with_entra_claims(emulator
     assert jwt.get_unverified_header(token.token)["alg"] == "RS256"
 
 
-@pytest.mark.parametrize("resource", ["https://storage.azure.com", "https://management.azure.com"])
-def test_tokens_for_storage_and_management_carry_their_audience(emulator, resource):
-    token = emulator.credential().get_token(f"{resource}/.default")
-    assert jwt.decode(token.token, options={"verify_signature": False})["aud"] == resource
+# What Azure tooling asks for (the scope) and the audience Entra puts in the token: the
+# resource as named, so "<resource>//.default" (the Azure CLI's ARM scope) keeps one slash.
+SCOPES = [
+    ("https://management.core.windows.net//.default", "https://management.core.windows.net/"),
+    ("https://management.core.windows.net/.default", "https://management.core.windows.net"),
+    ("https://management.azure.com//.default", "https://management.azure.com/"),
+    ("https://management.azure.com/.default", "https://management.azure.com"),
+    ("https://managedhsm.azure.net/.default", "https://managedhsm.azure.net"),
+    ("https://managedhsm.azure.net//.default", "https://managedhsm.azure.net/"),
+    ("https://vault.azure.net/.default", "https://vault.azure.net"),
+    ("https://storage.azure.com/.default", "https://storage.azure.com"),
+    ("https://graph.microsoft.com/.default", "https://graph.microsoft.com"),
+    ("https://graph.microsoft.com//.default", "https://graph.microsoft.com/"),
+]
+
+
+@pytest.mark.parametrize(("scope", "audience"), SCOPES)
+def test_tokens_for_every_resource_azure_tooling_asks_for(emulator, scope, audience):
+    token = emulator.credential().get_token(scope)
+    assert jwt.decode(token.token, options={"verify_signature": False})["aud"] == audience
+
+
+@pytest.mark.parametrize("resource", ["https://management.core.windows.net/", "https://graph.microsoft.com",
+                                      "https://managedhsm.azure.net"])
+def test_v1_token_requests_name_the_resource(emulator, resource):
+    admin = emulator.endpoints["principals"]["bootstrap-admin"]
+    response = httpx.post(f"{emulator.endpoints['authority']}/{emulator.endpoints['tenant_id']}/oauth2/token",
+                          data={"grant_type": "client_credentials", "client_id": admin["client_id"],
+                                "client_secret": admin["client_secret"], "resource": resource},
+                          verify=ssl.create_default_context(cafile=emulator.ca_bundle))
+    assert response.status_code == 200, response.text
+    assert jwt.decode(response.json()["access_token"], options={"verify_signature": False})["aud"] == resource
+
+
+def test_hsm_accepts_a_token_asked_for_with_the_double_slash_scope(emulator):
+    from azure.keyvault.keys import KeyClient
+
+    class DoubleSlash:
+        def get_token(self, *scopes, **kwargs):
+            return emulator.credential().get_token("https://managedhsm.azure.net//.default")
+
+    keys = KeyClient(emulator.hsm_url(), DoubleSlash(), **emulator.client_options())
+    assert isinstance(list(keys.list_properties_of_keys()), list)
 
 
 @pytest.mark.asyncio
@@ -55,9 +94,11 @@ def test_wrong_secret_is_refused(emulator):
         credential.get_token(HSM_SCOPE)
 
 
-def test_unknown_scope_is_refused(emulator):
+@pytest.mark.parametrize("scope", ["https://graph.example.org/.default", "https://management.core.windows.net///.default",
+                                   "https://vault.azure.net/keys/.default", "https://storage.azure.com"])
+def test_unknown_scope_is_refused(emulator, scope):
     with pytest.raises(ClientAuthenticationError):
-        emulator.credential().get_token("https://graph.example.org/.default")
+        emulator.credential().get_token(scope)
 
 
 def test_created_principal_gets_tokens_and_is_listed_without_secret(emulator):

@@ -3,8 +3,9 @@
 ``EmulatorProcess(state_dir).start()`` runs ``python -m hsm_emulator serve`` as a child
 process on free ports, waits (with a deadline, never a fixed sleep) until it has written
 ``endpoints.json`` for this process, and exposes the endpoints, credentials for its
-principals, and the ``/_emulator`` test controls (faults, principals). ``stop()`` ends
-the process it started, by its pid.
+principals, and the ``/_emulator`` test controls (faults, principals), which it calls
+with the run's ``control_secret`` from ``endpoints.json``. ``stop()`` ends the process it
+started, by its pid.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any, Optional, Union
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP_ADMIN = "bootstrap-admin"
+# Every test control call but health carries this run's secret from endpoints.json.
+CONTROL_HEADER = "X-Emulator-Control"
 
 
 class EmulatorError(RuntimeError):
@@ -58,19 +61,20 @@ class EmulatorProcess:
             args.append("--ephemeral")
         args += list(self.extra_args)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        self._log = open(self.state_dir / "emulator.log", "ab")
+        log_path = self.state_dir / "emulator.log"
+        self._log = os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self._proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:
             if self._proc.poll() is not None:
-                raise EmulatorError(f"emulator exited with {self._proc.returncode}; see {self._log.name}")
+                raise EmulatorError(f"emulator exited with {self._proc.returncode}; see {log_path}")
             if endpoints_file.exists():
                 endpoints = json.loads(endpoints_file.read_text())
                 if endpoints.get("pid") == self._proc.pid:
                     break
             if time.monotonic() > deadline:
                 self.stop()
-                raise EmulatorError(f"emulator not ready after {timeout} s; see {self._log.name}")
+                raise EmulatorError(f"emulator not ready after {timeout} s; see {log_path}")
             time.sleep(0.02)
         self.endpoints = endpoints
         self.principals = dict(endpoints["principals"])
@@ -145,7 +149,8 @@ class EmulatorProcess:
     def _control(self, base: str, method: str, path: str, body: Optional[dict] = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(base + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+                                         headers={"Content-Type": "application/json",
+                                                  CONTROL_HEADER: self.endpoints["control_secret"]})
         try:
             with urllib.request.urlopen(request, context=self._ssl, timeout=30) as response:
                 return json.loads(response.read() or b"null")
