@@ -4,6 +4,7 @@ first and then refreshes the inventory cache, and is shared by the page and the 
 Dangerous actions (delete, purge, disable, clearing a rotation policy) take the key's
 name typed again as `confirm_name`, and are registered as approvable operations.
 """
+import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,12 +26,23 @@ from portal.gateway import convert
 from portal.gateway.models import HsmInstance
 from portal.jobs.models import Job
 
+logger = logging.getLogger(__name__)
+
 DELETED_NAME_TAKEN = ("A deleted key named {name} exists on {hsm}: recover it or purge it "
                       "first (Deleted keys).")
 NAME_TAKEN = "A key named {name} already exists on {hsm}; rotate it to make a new version."
 # Longer than any web request may run (gunicorn's timeout): only a crashed process leaves
 # a claim this old, and the name is free again after it.
 CLAIM_LEASE = timezone.timedelta(minutes=10)
+
+
+class OutcomeNotRecorded(PortalError):
+    """The HSM acted, but recording it afterwards failed (the audit outcome or the cache).
+
+    A 503 whose message says the action is done, so that nobody repeats a rotate or create.
+    """
+
+    status, code = 503, "outcome_not_recorded"
 
 
 def key_target(hsm: HsmInstance, name: str) -> str:
@@ -66,6 +78,19 @@ def _hsm(intent: AuditEvent | list[AuditEvent], call: Callable, *,
         for each in _all(intent):
             audit_result(each, ok=False, detail={"error": exc.code, "message": exc.message[:300]})
         raise exc from exc.__cause__
+    except BaseException as exc:
+        # Not an answer from the HSM (a bug, an interrupted worker): no intent stays open,
+        # and the outcome says that whether the HSM acted is not known. Then it goes on.
+        try:
+            for each in _all(intent):
+                audit_result(each, ok=False, detail={
+                    "error": "internal_error", "exception": exc.__class__.__name__,
+                    "message": "The call ended without an answer from the HSM; whether the "
+                               "HSM acted is not known."})
+        except Exception:
+            logger.exception("Could not close audit intent(s) %s",
+                             [each.seq for each in _all(intent)])
+        raise
 
 
 def _intent(*, actor, action: str, hsm: HsmInstance, name: str, request_id: str,
@@ -178,26 +203,80 @@ def _refresh(intent: AuditEvent | list[AuditEvent], hsm: HsmInstance, key, *, po
     """After a successful write: update the cache from the returned key, audit success.
 
     The returned bundle is the version written (create, rotate, import, update), so only
-    that version's row changes; restore and recover reload every version from the HSM.
-    outcome_target (with the actor) writes the success on another target than the intent's:
-    a restore's key, known only once the HSM has answered.
+    that version's row changes; restore and recover reload every version from the HSM (if
+    that read fails, the write still happened: the outcome says so and the next sync reads
+    the versions). outcome_target (with the actor) writes the success on another target
+    than the intent's: a restore's key, known only once the HSM has answered.
     """
     snapshot = convert.key_snapshot(key)
-    versions = _hsm(intent, lambda: _versions(hsm, snapshot["name"])) if reload_versions else None
-    with transaction.atomic():
+    detail = {"version": snapshot["version"], **(detail or {})}
+    versions = None
+    if reload_versions:
+        versions = _read_after(lambda: _versions(hsm, snapshot["name"]), detail, "versions")
+
+    def cache():
         record = key_record_upsert(hsm=hsm, snapshot=snapshot, versions=versions,
                                    rotation_policy=policy)
         if versions is None:
             version_rows_upsert(record, [snapshot])
-        for each in _all(intent):
-            outcome = {"version": snapshot["version"], **(detail or {})}
+        return record
+
+    return _after_hsm(intent, cache=cache, detail=detail, outcome_target=outcome_target,
+                      actor=actor)
+
+
+def _read_after(call: Callable, detail: dict, what: str):
+    """A read that completes the cache after the HSM acted; None (noted in the outcome's
+    detail) if it fails, since the write itself succeeded."""
+    try:
+        with gateway.translated_errors():
+            return call()
+    except PortalError as exc:
+        detail.setdefault("not_cached", []).append(f"{what}: {exc.code}")
+        return None
+
+
+def _after_hsm(intent: AuditEvent | list[AuditEvent], *, ok: bool = True,
+               cache: Callable | None = None, detail: dict | None = None,
+               outcome_target: str | None = None, actor=None):
+    """Record what happened after the HSM acted: the cache write and the outcome row(s) in
+    one transaction, returning what cache() returns.
+
+    If that transaction fails, the outcome alone is tried again (the next sync repairs the
+    cache) and the caller hears the truth: the HSM acted, and either the inventory or the
+    audit outcome is behind. Never "nothing was done".
+    """
+    intents = _all(intent)
+
+    def outcomes():
+        for each in intents:
             if outcome_target:
                 audit_record(actor=actor, action=each.action, target=outcome_target,
-                             request_id=each.request_id, outcome=AuditEvent.Outcome.SUCCEEDED,
-                             detail={"intent_seq": each.seq, **outcome})
+                             request_id=each.request_id,
+                             outcome=AuditEvent.Outcome.SUCCEEDED if ok else
+                             AuditEvent.Outcome.FAILED,
+                             detail={"intent_seq": each.seq, **(detail or {})})
             else:
-                audit_result(each, ok=True, detail=outcome)
-    return record
+                audit_result(each, ok=ok, detail=detail)
+
+    try:
+        with transaction.atomic():
+            result = cache() if cache is not None else None
+            outcomes()
+        return result
+    except Exception:  # the database or the audit trail failed after the HSM acted
+        logger.exception("Recording the outcome of intent(s) %s failed",
+                         [each.seq for each in intents])
+    done = ", ".join(f"{each.action} on {outcome_target or each.target}" for each in intents)
+    try:
+        outcomes()
+    except Exception as exc:
+        raise OutcomeNotRecorded(
+            f"The HSM carried out {done}: it is done, do not repeat it. The audit trail could "
+            f"not record the outcome; tell an administrator (quote the request id).") from exc
+    raise OutcomeNotRecorded(
+        f"The HSM carried out {done}, and it is audited, but the key inventory could not be "
+        f"updated; refresh the inventory to see it.", code="inventory_not_updated")
 
 
 def key_create(*, hsm: HsmInstance, spec: KeySpec, actor, request_id: str) -> KeyRecord:
@@ -240,12 +319,9 @@ def _key_create(*, hsm: HsmInstance, spec: KeySpec, actor, request_id: str) -> K
                 policy = convert.rotation_policy_snapshot(client.update_key_rotation_policy(
                     spec.name, convert.rotation_policy_for_sdk(spec.rotation_policy)))
         except PortalError as exc:
-            with transaction.atomic():
-                key_record_upsert(hsm=hsm, snapshot=convert.key_snapshot(key),
-                                  versions=[convert.properties_snapshot(key.properties)],
-                                  rotation_policy=None)
-                audit_result(intent, ok=False, detail={"created": True, "error": exc.code,
-                                                       "message": "rotation policy refused"})
+            # The key exists: its creation succeeded, without the policy asked for.
+            _refresh(intent, hsm, key, policy=None,
+                     detail={"rotation_policy": f"refused by the HSM ({exc.code})"})
             raise BadInput(f"The key was created, but the HSM refused its rotation policy: "
                            f"{exc.message}") from exc
     return _refresh(intent, hsm, key, policy=policy)
@@ -264,6 +340,11 @@ def key_import(*, hsm: HsmInstance, name: str, jwk: dict, enabled: bool = True,
     if kty not in ("RSA-HSM", "EC-HSM", "oct-HSM"):
         raise BadInput(f"Key type {jwk['kty']} cannot be imported into a Managed HSM.",
                        fields={"key": ["kty must be RSA, EC or oct (or their -HSM forms)."]})
+    try:  # decoded before the intent: a bad upload is a 400 with nothing audited
+        sdk_key = convert.json_web_key(jwk)
+    except ValueError as exc:
+        raise BadInput(f"The key is not a usable JSON Web Key: {exc}",
+                       fields={"key": [str(exc)]}) from exc
     tags = tags_validate(tags)
     dates_validate(not_before, expires)
     violations = [v for v in standards_violations(KeySpec(name=name, kty=kty, tags=tags,
@@ -277,7 +358,7 @@ def key_import(*, hsm: HsmInstance, name: str, jwk: dict, enabled: bool = True,
                          request_id=request_id,
                          detail={"kty": kty, "byok": "key_hsm" in jwk, "tags": tags})
         key = _hsm(intent, lambda: gateway.keys(hsm).import_key(
-            name, convert.json_web_key(jwk), hardware_protected=True, enabled=enabled,
+            name, sdk_key, hardware_protected=True, enabled=enabled,
             not_before=not_before, expires_on=expires, tags=tags or None),
             conflict_message=DELETED_NAME_TAKEN.format(name=name, hsm=hsm.name))
         return _refresh(intent, hsm, key)
@@ -392,10 +473,8 @@ def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_
     if toggle is not None and now["enabled"] != toggle:
         missed.append("enabled")
     if missed:
-        with transaction.atomic():
-            key_record_upsert(hsm=hsm, snapshot=now)
-            for each in intents:
-                audit_result(each, ok=False, detail={"error": "not_applied", "fields": missed})
+        _after_hsm(intents, ok=False, cache=lambda: key_record_upsert(hsm=hsm, snapshot=now),
+                   detail={"error": "not_applied", "fields": missed})
         raise Conflict(f"The HSM did not apply the change of {', '.join(missed)} to {name}; "
                        f"the key shows what the HSM holds now.", code="not_applied")
     return _refresh(intents, hsm, key)
@@ -424,12 +503,14 @@ def key_rotation_policy_set(*, hsm: HsmInstance, name: str, policy: dict | None,
                      detail={"policy": policy})
     stored = _hsm(intent, lambda: gateway.keys(hsm).update_key_rotation_policy(
         name, convert.rotation_policy_for_sdk(policy)))
-    with transaction.atomic():
+
+    def cache():
         record.rotation_policy = convert.rotation_policy_snapshot(stored)
         record.has_rotation_policy = convert.policy_rotates(record.rotation_policy)
         record.save(update_fields=["rotation_policy", "has_rotation_policy"])
-        audit_result(intent, ok=True)
-    return record
+        return record
+
+    return _after_hsm(intent, cache=cache)
 
 
 def key_backup(*, hsm: HsmInstance, name: str, actor, request_id: str) -> bytes:
@@ -438,7 +519,7 @@ def key_backup(*, hsm: HsmInstance, name: str, actor, request_id: str) -> bytes:
     name = key_get(hsm=hsm, name=name).name
     intent = _intent(actor=actor, action="key.backup", hsm=hsm, name=name, request_id=request_id)
     blob = _hsm(intent, lambda: gateway.keys(hsm).backup_key(name))
-    audit_result(intent, ok=True, detail={"bytes": len(blob)})
+    _after_hsm(intent, detail={"bytes": len(blob)})
     return blob
 
 
@@ -459,9 +540,11 @@ def key_restore(*, hsm: HsmInstance, blob: bytes, actor, request_id: str) -> Key
         "purge it first, or restore into another HSM."), refused_message=(
         "This file is not a key backup this HSM can restore: it is damaged, is not a key "
         "backup, or was taken from an HSM of another security domain."))
-    policy = _hsm(intent, lambda: convert.rotation_policy_snapshot(
-        gateway.keys(hsm).get_key_rotation_policy(key.name)))
-    return _refresh(intent, hsm, key, policy=policy, reload_versions=True,
+    detail = {}
+    policy = _read_after(lambda: convert.rotation_policy_snapshot(
+        gateway.keys(hsm).get_key_rotation_policy(key.name)), detail, "rotation policy")
+    return _refresh(intent, hsm, key, policy=False if "not_cached" in detail else policy,
+                    detail=detail, reload_versions=True,
                     outcome_target=key_target(hsm, key.name), actor=actor)
 
 
@@ -474,13 +557,10 @@ def key_delete(*, hsm: HsmInstance, name: str, actor, request_id: str,
     confirm(name, confirm_name)
     intent = _intent(actor=actor, action="key.delete", hsm=hsm, name=name, request_id=request_id)
     deleted = _hsm(intent, lambda: gateway.keys(hsm).begin_delete_key(name).result())
-    with transaction.atomic():
-        snapshot = convert.deleted_snapshot(deleted)
-        record = key_record_upsert(hsm=hsm, snapshot={**snapshot, "name": name},
-                                   deleted=snapshot)
-        audit_result(intent, ok=True, detail={"scheduled_purge_on":
-                                              str(snapshot.get("scheduled_purge_on") or "")})
-    return record
+    snapshot = convert.deleted_snapshot(deleted)
+    return _after_hsm(intent, cache=lambda: key_record_upsert(
+        hsm=hsm, snapshot={**snapshot, "name": name}, deleted=snapshot),
+        detail={"scheduled_purge_on": str(snapshot.get("scheduled_purge_on") or "")})
 
 
 def key_recover(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRecord:
@@ -488,9 +568,11 @@ def key_recover(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRe
     name = name_validate(name)
     intent = _intent(actor=actor, action="key.recover", hsm=hsm, name=name, request_id=request_id)
     key = _hsm(intent, lambda: gateway.keys(hsm).begin_recover_deleted_key(name).result())
-    policy = _hsm(intent, lambda: convert.rotation_policy_snapshot(
-        gateway.keys(hsm).get_key_rotation_policy(name)))
-    return _refresh(intent, hsm, key, policy=policy, reload_versions=True)
+    detail = {}
+    policy = _read_after(lambda: convert.rotation_policy_snapshot(
+        gateway.keys(hsm).get_key_rotation_policy(name)), detail, "rotation policy")
+    return _refresh(intent, hsm, key, policy=False if "not_cached" in detail else policy,
+                    detail=detail, reload_versions=True)
 
 
 def key_purge(*, hsm: HsmInstance, name: str, actor, request_id: str,
@@ -505,9 +587,7 @@ def key_purge(*, hsm: HsmInstance, name: str, actor, request_id: str,
         raise Conflict(f"{name} is not deleted: delete it first, then purge it.")
     intent = _intent(actor=actor, action="key.purge", hsm=hsm, name=name, request_id=request_id)
     _hsm(intent, lambda: gateway.keys(hsm).purge_deleted_key(name))
-    with transaction.atomic():
-        KeyRecord.objects.filter(hsm=hsm, name__iexact=name).delete()
-        audit_result(intent, ok=True)
+    _after_hsm(intent, cache=lambda: KeyRecord.objects.filter(hsm=hsm, name__iexact=name).delete())
 
 
 def key_public(*, hsm: HsmInstance, name: str, fmt: str) -> tuple[bytes, str]:

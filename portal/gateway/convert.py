@@ -3,6 +3,8 @@
 Only public metadata comes out: never private key members (and the HSM sends none).
 """
 import base64
+import binascii
+import re
 
 from azure.keyvault.keys import (JsonWebKey, KeyRotationLifetimeAction, KeyRotationPolicy,
                                  KeyVaultKey)
@@ -133,15 +135,38 @@ def rotation_policy_for_sdk(policy: dict | None) -> KeyRotationPolicy:
     return KeyRotationPolicy(lifetime_actions=actions, expires_in=policy.get("expires_after"))
 
 
+BINARY_MEMBERS = ("n", "e", "d", "dp", "dq", "qi", "p", "q", "k", "x", "y", "t", "key_hsm")
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]*={0,2}$")
+
+
+def base64url_decode(value, *, member: str) -> bytes:
+    """Strict base64url (padding optional); ValueError naming the member otherwise."""
+    if not isinstance(value, str) or not value or not _BASE64URL.match(value) \
+            or len(value.rstrip("=")) % 4 == 1:
+        raise ValueError(f"The JWK member '{member}' is not base64url text.")
+    try:
+        return base64.urlsafe_b64decode(value.rstrip("=") + "=" * (-len(value.rstrip("=")) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"The JWK member '{member}' is not base64url text.") from exc
+
+
 def json_web_key(data: dict) -> JsonWebKey:
-    """An SDK JsonWebKey from an uploaded JWK dict (base64url members decoded)."""
+    """An SDK JsonWebKey from an uploaded JWK dict (base64url members decoded).
+
+    Raises ValueError (with a sentence naming the member) for a member that does not decode,
+    so callers can refuse the upload before anything is audited or sent.
+    """
     members = {}
     for name, value in data.items():
-        if name in ("n", "e", "d", "dp", "dq", "qi", "p", "q", "k", "x", "y", "t", "key_hsm") \
-                and isinstance(value, str):
+        if name in BINARY_MEMBERS:
             # The SDK calls the BYOK blob `t`; on the wire (and in JWK files) it is key_hsm.
-            members["t" if name == "key_hsm" else name] = \
-                base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        elif name in ("kid", "kty", "key_ops", "crv"):
+            members["t" if name == "key_hsm" else name] = base64url_decode(value, member=name)
+        elif name in ("kid", "kty", "crv"):
+            if not isinstance(value, str):
+                raise ValueError(f"The JWK member '{name}' must be text.")
+            members[name] = value
+        elif name == "key_ops":
+            if not isinstance(value, list) or not all(isinstance(op, str) for op in value):
+                raise ValueError("The JWK member 'key_ops' must be a list of operation names.")
             members[name] = value
     return JsonWebKey(**members)
