@@ -104,3 +104,10 @@ def test_only_the_owner_or_an_admin_may_revoke(api_client, admin, auditor, appro
     assert (revoked.actor_name, revoked.target) == (admin.username, f"user:{auditor.username}")
     api_client.force_authenticate(None)
     assert _token_client(api_client, raw).get("/api/v1/audit-events/").status_code == 401
+
+
+def test_an_out_of_range_token_id_is_a_404(api_client, admin):
+    api_client.force_authenticate(admin)
+    response = api_client.delete(f"/api/v1/tokens/{10 ** 30}/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
