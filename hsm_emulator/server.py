@@ -3,8 +3,9 @@
 ``serve(options)`` creates (or reuses) the TLS material and state under the state
 directory, binds the authority to ``--port`` (0: a free port) and Resource Manager and
 each HSM to their own free ports, and runs one uvicorn server over all the sockets,
-routing each request to the app behind the port it arrived on. When every socket is listening it writes
-``endpoints.json`` atomically and prints one ``ready`` line on stdout.
+routing each request to the app behind the port it arrived on. When every socket is
+listening it writes ``endpoints.json`` (0600: it holds client secrets and the per-run
+control secret) atomically and prints one ``ready`` line on stdout.
 
 CPU-heavy work (key generation, private-key operations with RSA keys above 2048 bits)
 runs in a thread pool; ``cryptography`` releases the GIL there, so slow calls do not
