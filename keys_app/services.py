@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from keys_app.models import KeyNameClaim, KeyRecord, KeyVersionRecord
 from keys_app.selectors import key_get
-from keys_app.spec import (KeySpec, date_bounded, dates_validate, name_validate, ops_validate,
-                           standards_violations, tags_validate)
+from keys_app.spec import (KeySpec, date_bounded, dates_validate, import_spec_build,
+                           name_validate, ops_validate, standards_violations, tags_validate)
 from keys_app import rotation
 from portal import gateway
 from portal.audit.models import AuditEvent
@@ -133,6 +133,10 @@ def _refuse_existing_name(hsm: HsmInstance, name: str) -> None:
         exists = gateway.key_exists(hsm, name)
     if exists:
         raise Conflict(NAME_TAKEN.format(name=name, hsm=hsm.name), code="key_exists")
+
+
+def _audit_text(value):
+    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def _tags_text(tags: dict) -> str:
@@ -331,35 +335,36 @@ def key_import(*, hsm: HsmInstance, name: str, jwk: dict, enabled: bool = True,
                not_before: datetime | None = None, expires: datetime | None = None,
                tags: dict | None = None, actor, request_id: str) -> KeyRecord:
     """Import (BYOK) a key from a JWK, which may carry a wrapped key blob (key_hsm). Audited;
-    the key material goes to the HSM only, never to the audit trail, logs or database."""
+    the key material goes to the HSM only, never to the audit trail, logs or database.
+
+    The rules of create apply: the service's types, sizes, curves and operations (a
+    key-exchange key is made in the HSM, never imported), the key standards, the default
+    expiry, and no import onto an existing name (that would add a version).
+    """
     name = name_validate(name)
-    if not isinstance(jwk, dict) or not jwk.get("kty"):
+    if not isinstance(jwk, dict) or not isinstance(jwk.get("kty"), str) or not jwk["kty"]:
         raise BadInput("The upload must be a JSON Web Key with a 'kty' member.",
                        fields={"key": ["Upload a JSON Web Key (JWK) file."]})
-    kty = {"RSA": "RSA-HSM", "EC": "EC-HSM", "oct": "oct-HSM"}.get(jwk["kty"], jwk["kty"])
-    if kty not in ("RSA-HSM", "EC-HSM", "oct-HSM"):
-        raise BadInput(f"Key type {jwk['kty']} cannot be imported into a Managed HSM.",
-                       fields={"key": ["kty must be RSA, EC or oct (or their -HSM forms)."]})
     try:  # decoded before the intent: a bad upload is a 400 with nothing audited
         sdk_key = convert.json_web_key(jwk)
     except ValueError as exc:
         raise BadInput(f"The key is not a usable JSON Web Key: {exc}",
                        fields={"key": [str(exc)]}) from exc
-    tags = tags_validate(tags)
-    dates_validate(not_before, expires)
-    violations = [v for v in standards_violations(KeySpec(name=name, kty=kty, tags=tags,
-                                                          not_before=not_before, expires=expires))]
-    if violations:
-        raise BadInput("The key breaks the key standards: " + " ".join(violations),
-                       code="key_standards", fields={"standards": violations})
+    key_size = len(sdk_key.n) * 8 if sdk_key.n else len(sdk_key.k) * 8 if sdk_key.k else None
+    spec = import_spec_build(name=name, kty=jwk["kty"], key_size=key_size,
+                             curve=sdk_key.crv or None, key_ops=jwk.get("key_ops"),
+                             enabled=enabled, not_before=not_before, expires=expires, tags=tags)
+    sdk_key.key_ops = list(spec.key_ops) or None
     with _name_claim(hsm, name, request_id):
         _refuse_existing_name(hsm, name)
         intent = _intent(actor=actor, action="key.import", hsm=hsm, name=name,
-                         request_id=request_id,
-                         detail={"kty": kty, "byok": "key_hsm" in jwk, "tags": tags})
+                         request_id=request_id, detail={
+                             "kty": spec.kty, "key_size": spec.key_size, "curve": spec.curve,
+                             "key_ops": list(spec.key_ops), "byok": "key_hsm" in jwk,
+                             "tags": spec.tags, "expires": _audit_text(spec.expires)})
         key = _hsm(intent, lambda: gateway.keys(hsm).import_key(
-            name, sdk_key, hardware_protected=True, enabled=enabled,
-            not_before=not_before, expires_on=expires, tags=tags or None),
+            name, sdk_key, hardware_protected=True, enabled=spec.enabled,
+            not_before=spec.not_before, expires_on=spec.expires, tags=spec.tags or None),
             conflict_message=DELETED_NAME_TAKEN.format(name=name, hsm=hsm.name))
         return _refresh(intent, hsm, key)
 
@@ -378,10 +383,6 @@ def _same_time(asked: datetime, current: datetime | None) -> bool:
     if asked == current:
         return True
     return asked.second == 0 and asked == current.replace(second=0, microsecond=0)
-
-
-def _audit_text(value):
-    return value.isoformat() if isinstance(value, datetime) else value
 
 
 def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_UNSET,
@@ -422,6 +423,10 @@ def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_
         elif not _same_time(value, current[field]):
             changes[field], before[field] = value, current[field]
     if key_ops is not _UNSET and key_ops is not None and set(key_ops) != set(current["key_ops"]):
+        if "import" in current["key_ops"] or "import" in key_ops:
+            raise BadInput("A key-exchange key allows import only, and only a key created as "
+                           "one is: its operations cannot change.",
+                           fields={"key_ops": ["A key-exchange key's operations are fixed."]})
         changes["key_ops"], before["key_ops"] = list(key_ops), current["key_ops"]
     if tags is not _UNSET and tags is not None and tags != current["tags"]:
         changes["tags"], before["tags"] = tags, current["tags"]

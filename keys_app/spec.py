@@ -180,6 +180,43 @@ def spec_build(*, name, kty, key_size=None, curve=None, public_exponent=None, ke
     return spec
 
 
+def import_spec_build(*, name, kty, key_size=None, curve=None, key_ops=None, enabled=True,
+                      not_before=None, expires=None, tags=None) -> KeySpec:
+    """The rules of create, for a key brought in from outside (a JWK or a BYOK blob): the
+    service's types, sizes and curves (when the upload shows them), its operations, the
+    dates with the default expiry, and the key standards. Or BadInput.
+    """
+    name = name_validate(name)
+    kty = TYPE_ALIASES.get(kty, kty)
+    if kty not in KEY_TYPES:
+        raise bad("key", f"Key type {str(kty)[:20]} cannot be imported into a Managed HSM: "
+                         f"kty must be RSA, EC or oct (or their -HSM forms).")
+    rules = KEY_TYPES[kty]
+    if key_size is not None and "sizes" in rules and key_size not in rules["sizes"]:
+        raise bad("key", f"{kty} keys are {', '.join(map(str, rules['sizes']))} bits; this key "
+                         f"has {key_size}.")
+    if curve and curve not in rules.get("curves", ()):
+        raise bad("key", f"Curve {str(curve)[:20]} is not one of "
+                         f"{', '.join(rules.get('curves', ())) or 'the curves'} of {kty} keys.")
+    if key_ops is not None and not isinstance(key_ops, (list, tuple)):
+        raise bad("key_ops", "key_ops must be a list of operations.")
+    ops = ops_validate(kty, key_ops)
+    if "import" in ops:
+        raise bad("key_ops", "A key-exchange key (import) is created in the HSM, never imported; "
+                             "drop 'import' from key_ops.")
+    not_before, expires = dates_bounded(not_before, expires)
+    expires = expiry_default(not_before, expires)
+    dates_validate(not_before, expires)
+    spec = KeySpec(name=name, kty=kty, key_size=key_size, curve=curve or None, key_ops=ops,
+                   enabled=bool(enabled), not_before=not_before, expires=expires,
+                   tags=tags_validate(tags))
+    violations = standards_violations(spec)
+    if violations:
+        raise BadInput("The key breaks the key standards: " + " ".join(violations),
+                       code="key_standards", fields={"standards": violations})
+    return spec
+
+
 def expiry_default(not_before: datetime | None, expires: datetime | None, *,
                    now: datetime | None = None) -> datetime | None:
     """The expiry a new key gets: the one asked for, else activation (or now) plus the
