@@ -12,3 +12,6 @@ accesslog = "-"
 # but never log headers (Authorization).
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s'
 forwarded_allow_ips = os.environ.get("PORTAL_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# No control socket: nothing uses it, and its default place ($HOME/.gunicorn) is shared by
+# every gunicorn of the user (two portals on one machine would take each other's).
+control_socket_disable = True

@@ -3,11 +3,19 @@
 Starts the Managed HSM emulator, Azurite, a Celery worker and beat, and the web server
 (gunicorn) at http://127.0.0.1:8000, on the embedded defaults (SQLite, filesystem broker).
 Environment variables override every default, as in production (see the README).
+
+Everything it writes under var/ is private to the user (umask 077: directories 0700, files
+such as the SQLite database 0600). Each child runs in its own process group, so Ctrl-C
+reaches only this supervisor, which stops them in order: gunicorn first (it finishes the
+requests in flight), then beat, the worker (warm shutdown), Azurite and the emulator last;
+each gets a grace period before it is killed.
 """
+import ctypes
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -21,17 +29,70 @@ PORT = os.environ.get("PORTAL_PORT", "8000")
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite-blob"
 
 
+# Seconds each child may take to stop after SIGTERM before it is killed. gunicorn's is its
+# graceful_timeout (deploy/gunicorn.conf.py) plus a margin.
+GRACE = {"gunicorn": 25, "worker": 30, "beat": 10, "azurite": 10, "emulator": 10}
+
+
+class Stopping(Exception):
+    """Ctrl-C or SIGTERM reached the supervisor."""
+
+
+class Child:
+    """One process make run started, in its own process group."""
+
+    def __init__(self, name: str, args: list[str], env: dict | None = None) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                                     process_group=0, preexec_fn=_stop_with_parent)
+
+    def stop(self) -> None:
+        """SIGTERM (each program's graceful stop), then SIGKILL after its grace period."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=GRACE[self.name])
+        except subprocess.TimeoutExpired:
+            print(f"{self.name} did not stop within {GRACE[self.name]} s; killing it.",
+                  file=sys.stderr, flush=True)
+            self.kill()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _stop_with_parent() -> None:
+    """In the child: a signal when make run itself dies (Linux), since Ctrl-C no longer
+    reaches the child's own process group."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def make_private(root: Path) -> None:
+    """Owner-only access to var/ and everything already in it (state from older runs)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for directory, dirs, files in os.walk(root):
+        for path in [Path(directory)] + [Path(directory) / name for name in dirs + files]:
+            mode = path.lstat().st_mode
+            if not stat.S_ISLNK(mode) and mode & 0o077:
+                os.chmod(path, stat.S_IMODE(mode) & 0o700)
+
+
 def manage(*args: str, env: dict) -> None:
     subprocess.run([PY, "manage.py", *args], cwd=ROOT, env=env, check=True)
 
 
-def wait_for_file(path: Path, proc: subprocess.Popen, timeout: float) -> None:
+def wait_for_file(path: Path, child: Child, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        if proc.poll() is not None:
-            sys.exit(f"{proc.args[0]} exited before it was ready (code {proc.returncode}).")
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited before it was ready "
+                               f"(code {child.proc.returncode}).")
         if time.monotonic() > deadline:
-            sys.exit(f"Timed out waiting for {path.name}.")
+            raise RuntimeError(f"Timed out waiting for {path.name}.")
         time.sleep(0.2)
 
 
@@ -42,10 +103,10 @@ def start_emulator(env: dict, procs: list) -> dict | None:
     state = VAR / "emulator"
     endpoints = state / "endpoints.json"
     endpoints.unlink(missing_ok=True)
-    proc = subprocess.Popen([PY, "-m", "hsm_emulator", "serve", "--state-dir", str(state)],
-                            cwd=ROOT, env=env)
-    procs.append(proc)
-    wait_for_file(endpoints, proc, 60)
+    child = Child("emulator", [PY, "-m", "hsm_emulator", "serve", "--state-dir", str(state)],
+                  env=env)
+    procs.append(child)
+    wait_for_file(endpoints, child, 60)
     from portal.gateway.emulator_config import emulator_environment
 
     data = json.loads(endpoints.read_text())
@@ -61,54 +122,61 @@ def start_azurite(env: dict, procs: list) -> None:
     port = os.environ.get("AZURITE_BLOB_PORT", "10000")
     location = VAR / "azurite"
     location.mkdir(parents=True, exist_ok=True)
-    procs.append(subprocess.Popen([str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", port,
+    procs.append(Child("azurite", [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", port,
                                    "--location", str(location), "--silent",
-                                   "--disableTelemetry", "--skipApiVersionCheck"], cwd=ROOT))
+                                   "--disableTelemetry", "--skipApiVersionCheck"]))
 
 
 def main() -> None:
-    VAR.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # what make run and its children write is the user's alone
+    make_private(VAR)
     env = {**os.environ, "PORTAL_VAR_DIR": str(VAR)}
-    procs: list[subprocess.Popen] = []
+    procs: list[Child] = []
 
-    def stop(*_args) -> None:
-        for proc in reversed(procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        sys.exit(0)
+    def on_signal(*_args) -> None:
+        raise Stopping
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
     try:
         manage("migrate", "--noinput", env=env)
         manage("collectstatic", "--noinput", "-v0", env=env)
+        make_private(VAR)  # collectstatic sets its files' modes itself (0644)
         manage("seed_demo_users", env=env)
         start_emulator(env, procs)
+        # The keys pages show the HSMs' keys once the worker has run these, not after
+        # beat's first interval.
+        manage("inventory_sync", env=env)
         start_azurite(env, procs)
         celery = [PY, "-m", "celery", "-A", "portal"]
-        procs.append(subprocess.Popen([*celery, "worker", "--loglevel", "INFO",
-                                       "--concurrency", "2"], cwd=ROOT, env=env))
-        procs.append(subprocess.Popen([*celery, "beat", "--loglevel", "INFO",
-                                       "--schedule", str(VAR / "celerybeat-schedule")],
-                                      cwd=ROOT, env=env))
+        procs.append(Child("worker", [*celery, "worker", "--loglevel", "INFO",
+                                      "--concurrency", "2"], env=env))
+        procs.append(Child("beat", [*celery, "beat", "--loglevel", "INFO",
+                                    "--schedule", str(VAR / "celerybeat-schedule")], env=env))
         gunicorn = shutil.which("gunicorn", path=str(Path(PY).parent)) or "gunicorn"
-        procs.append(subprocess.Popen([gunicorn, "portal.wsgi:application", "--config",
-                                       str(ROOT / "deploy" / "gunicorn.conf.py"),
-                                       "--bind", f"127.0.0.1:{PORT}"], cwd=ROOT, env=env))
+        procs.append(Child("gunicorn", [gunicorn, "portal.wsgi:application", "--config",
+                                        str(ROOT / "deploy" / "gunicorn.conf.py"),
+                                        "--bind", f"127.0.0.1:{PORT}"], env=env))
         print(f"\nmhsm-portal is up at http://127.0.0.1:{PORT}/ (Ctrl-C stops everything)\n",
               flush=True)
-        while all(proc.poll() is None for proc in procs):
+        while all(child.proc.poll() is None for child in procs):
             time.sleep(1)
-        failed = next(proc for proc in procs if proc.poll() is not None)
-        print(f"{failed.args[:3]} exited with {failed.returncode}; stopping.", file=sys.stderr)
-    except subprocess.CalledProcessError as exc:
+        failed = next(child for child in procs if child.proc.poll() is not None)
+        print(f"{failed.name} exited with {failed.proc.returncode}; stopping.", file=sys.stderr)
+        code = 1
+    except Stopping:
+        print("\nStopping (Ctrl-C again kills at once).", file=sys.stderr, flush=True)
+    except (subprocess.CalledProcessError, RuntimeError) as exc:
         print(f"Setup failed: {exc}", file=sys.stderr)
-    stop()
+        code = 1
+    try:
+        for child in reversed(procs):
+            child.stop()
+    except Stopping:
+        for child in procs:
+            child.kill()
+    sys.exit(code)
 
 
 if __name__ == "__main__":
