@@ -20,8 +20,8 @@ from keys_app.spec import (KeySpec, date_bounded, dates_validate, import_spec_bu
 from keys_app import rotation
 from portal import gateway
 from portal.audit.models import AuditEvent
-from portal.audit.services import audit_record, audit_result
-from portal.errors import BadInput, Conflict, NotFound, PortalError
+from portal.audit.services import AuditOutcomeUnrecorded, audit_record, audit_result
+from portal.errors import AuditUnavailable, BadInput, Conflict, NotFound, PortalError
 from portal.gateway import convert
 from portal.gateway.models import HsmInstance
 from portal.jobs.models import Job
@@ -36,13 +36,11 @@ NAME_TAKEN = "A key named {name} already exists on {hsm}; rotate it to make a ne
 CLAIM_LEASE = timezone.timedelta(minutes=10)
 
 
-class OutcomeNotRecorded(PortalError):
-    """The HSM acted, but recording it afterwards failed (the audit outcome or the cache).
+class InventoryNotUpdated(PortalError):
+    """The HSM acted and the outcome is audited, but the inventory cache could not be
+    written: a 503 that says the action is done (the next sync catches the cache up)."""
 
-    A 503 whose message says the action is done, so that nobody repeats a rotate or create.
-    """
-
-    status, code = 503, "outcome_not_recorded"
+    status, code = 503, "inventory_not_updated"
 
 
 def key_target(hsm: HsmInstance, name: str) -> str:
@@ -247,21 +245,30 @@ def _after_hsm(intent: AuditEvent | list[AuditEvent], *, ok: bool = True,
     one transaction, returning what cache() returns.
 
     If that transaction fails, the outcome alone is tried again (the next sync repairs the
-    cache) and the caller hears the truth: the HSM acted, and either the inventory or the
-    audit outcome is behind. Never "nothing was done".
+    cache), and the caller hears the truth: the HSM acted, and either the audit outcome
+    (AuditOutcomeUnrecorded) or the inventory (InventoryNotUpdated) is behind. Never
+    "nothing was done".
     """
     intents = _all(intent)
 
     def outcomes():
         for each in intents:
-            if outcome_target:
+            done = f"The HSM carried out {each.action} on {outcome_target or each.target}"
+            if not outcome_target:
+                audit_result(each, ok=ok, detail=detail, done=done)
+                continue
+            try:
                 audit_record(actor=actor, action=each.action, target=outcome_target,
                              request_id=each.request_id,
                              outcome=AuditEvent.Outcome.SUCCEEDED if ok else
                              AuditEvent.Outcome.FAILED,
                              detail={"intent_seq": each.seq, **(detail or {})})
-            else:
-                audit_result(each, ok=ok, detail=detail)
+            except AuditUnavailable as exc:
+                raise AuditOutcomeUnrecorded(
+                    f"{done}, but the audit trail could not record the outcome (intent "
+                    f"#{each.seq}). Do not repeat it: check its current state and tell an "
+                    f"administrator so the trail can be completed.",
+                    intent_seq=each.seq, acted=ok) from exc
 
     try:
         with transaction.atomic():
@@ -271,16 +278,10 @@ def _after_hsm(intent: AuditEvent | list[AuditEvent], *, ok: bool = True,
     except Exception:  # the database or the audit trail failed after the HSM acted
         logger.exception("Recording the outcome of intent(s) %s failed",
                          [each.seq for each in intents])
+    outcomes()  # raises AuditOutcomeUnrecorded if the trail is still unavailable
     done = ", ".join(f"{each.action} on {outcome_target or each.target}" for each in intents)
-    try:
-        outcomes()
-    except Exception as exc:
-        raise OutcomeNotRecorded(
-            f"The HSM carried out {done}: it is done, do not repeat it. The audit trail could "
-            f"not record the outcome; tell an administrator (quote the request id).") from exc
-    raise OutcomeNotRecorded(
-        f"The HSM carried out {done}, and it is audited, but the key inventory could not be "
-        f"updated; refresh the inventory to see it.", code="inventory_not_updated")
+    raise InventoryNotUpdated(f"The HSM carried out {done}, and it is audited, but the key "
+                              f"inventory could not be updated; refresh the inventory to see it.")
 
 
 def key_create(*, hsm: HsmInstance, spec: KeySpec, actor, request_id: str) -> KeyRecord:

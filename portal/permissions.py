@@ -15,7 +15,7 @@ ROLE_PERMISSIONS: dict[str, set[str]] = {
     ADMIN: {
         "audit.view_auditevent", "audit.export_auditevent",
         "jobs.view_job", "jobs.add_job",
-        "gateway.view_hsminstance", "gateway.add_hsminstance",
+        "gateway.view_hsminstance", "gateway.add_hsminstance", "gateway.delete_hsminstance",
     },
     APPROVER: {"gateway.view_hsminstance"},
     AUDITOR: {

@@ -16,10 +16,13 @@ audit_patterns = ([
 ], "audit")
 
 gateway_patterns = ([
+    path("<str:hsm_id>/deregister/", gateway_views.HsmDeregisterView.as_view(),
+         name="hsm-deregister"),
     path("", gateway_views.HsmListView.as_view(), name="hsm-list"),
 ], "gateway")
 
 api_patterns = ([
+    path("hsms/<str:hsm_id>/", gateway_api.HsmDetailApi.as_view(), name="hsm-detail"),
     path("hsms/", gateway_api.HsmListApi.as_view(), name="hsm-list"),
     path("jobs/", jobs_api.JobListApi.as_view(), name="job-list"),
     path("jobs/<int:job_id>/", jobs_api.JobDetailApi.as_view(), name="job-detail"),

@@ -17,7 +17,7 @@ def key_exists(hsm, name: str) -> bool:
 
 def hsm_ping(hsm) -> None:
     """One cheap authenticated data-plane call; raises a PortalError if it fails."""
-    with translated_errors():
+    with translated_errors(hsm=hsm.name):
         next(iter(keys(hsm).list_properties_of_keys(max_page_size=1).by_page()), None)
 
 

@@ -2,6 +2,9 @@
 
 Switching to the emulator changes HsmInstance URLs and credential settings, never code
 paths. Clients are cached per process (one TLS connection pool and token cache each).
+Every builder checks the HSM's URL first (`endpoints.hsm_url_checked`): a URL outside the
+configured cloud's Managed HSM domain, and not a named emulator host, gets no client and so
+never the portal's token.
 """
 from __future__ import annotations
 
@@ -15,6 +18,10 @@ from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient
 from django.conf import settings
 
+from portal.errors import HsmUnavailable
+from portal.gateway.endpoints import HsmUrlRefused, hsm_url_checked, is_emulator_host
+from portal.gateway.errors import remember_hsm
+
 if TYPE_CHECKING:  # the package is imported while Django loads apps: no models here
     from portal.gateway.models import HsmInstance
 
@@ -25,7 +32,8 @@ _cache: dict = {}
 def _settings_key() -> tuple:
     return (settings.AZURE_CREDENTIAL, settings.AZURE_TENANT_ID, settings.AZURE_CLIENT_ID,
             settings.AZURE_CLIENT_SECRET, settings.AZURE_AUTHORITY_HOST, settings.AZURE_CA_BUNDLE,
-            settings.HSM_VERIFY_CHALLENGE_RESOURCE, settings.AZURE_RETRY_TOTAL)
+            settings.AZURE_HSM_DNS_SUFFIX, tuple(settings.HSM_EMULATOR_HOSTS or ()),
+            settings.AZURE_RETRY_TOTAL)
 
 
 def _cached(kind: str, key: str, build):
@@ -67,36 +75,54 @@ def credential():
     return _cached("credential", "", build)
 
 
-def _client_options() -> dict:
-    # The emulator is not under *.managedhsm.azure.net, so the challenge's resource
-    # cannot match its host; real Azure keeps the check on.
-    return {"verify_challenge_resource": settings.HSM_VERIFY_CHALLENGE_RESOURCE,
-            **_transport_options()}
+def _client_options(uri: str) -> dict:
+    # The SDK only sends the token when the challenge's resource matches the HSM's host.
+    # An emulator is not under the Managed HSM domain, so only hosts named as emulators
+    # skip that check; every other host keeps it, whatever else is configured.
+    return {"verify_challenge_resource": not is_emulator_host(uri), **_transport_options()}
+
+
+def _checked_uri(hsm: HsmInstance) -> str:
+    """The HSM's URL if the portal may send it a token; HsmUnavailable otherwise."""
+    try:
+        uri = hsm_url_checked(hsm.uri)
+    except HsmUrlRefused as exc:
+        raise HsmUnavailable(f"The portal will not call HSM {hsm.name}, whose registered URL "
+                             f"breaks the rule: {exc} Deregister it and register it again.",
+                             code="hsm_url_refused") from None
+    remember_hsm(uri, hsm.name)  # error messages name the HSM, never its URL
+    return uri
+
+
+def _client(kind: str, hsm: HsmInstance, client_class):
+    uri = _checked_uri(hsm)
+    return _cached(kind, uri, lambda: client_class(uri, credential(), **_client_options(uri)))
 
 
 def keys(hsm: HsmInstance) -> KeyClient:
     """Key client for one HSM; the URL decides whether this is Azure or the emulator."""
-    return _cached("keys", hsm.uri, lambda: KeyClient(hsm.uri, credential(), **_client_options()))
+    return _client("keys", hsm, KeyClient)
 
 
 def crypto(hsm: HsmInstance, key_id: str) -> CryptographyClient:
-    """Cryptography client for one key id (a kid URL under this HSM)."""
-    return CryptographyClient(key_id, credential(), **_client_options())
+    """Cryptography client for one key id (a kid URL under this HSM, refused otherwise)."""
+    uri = _checked_uri(hsm)
+    if not key_id.lower().startswith(uri.lower() + "/keys/"):
+        raise HsmUnavailable(f"That key id is not a key of HSM {hsm.name}.",
+                             code="hsm_url_refused")
+    return CryptographyClient(key_id, credential(), **_client_options(uri))
 
 
 def access_control(hsm: HsmInstance) -> KeyVaultAccessControlClient:
     """Local RBAC client for one HSM."""
-    return _cached("rbac", hsm.uri, lambda: KeyVaultAccessControlClient(
-        hsm.uri, credential(), **_client_options()))
+    return _client("rbac", hsm, KeyVaultAccessControlClient)
 
 
 def backup(hsm: HsmInstance) -> KeyVaultBackupClient:
     """Full backup/restore client for one HSM."""
-    return _cached("backup", hsm.uri, lambda: KeyVaultBackupClient(
-        hsm.uri, credential(), **_client_options()))
+    return _client("backup", hsm, KeyVaultBackupClient)
 
 
 def hsm_settings(hsm: HsmInstance) -> KeyVaultSettingsClient:
     """Settings client for one HSM."""
-    return _cached("settings", hsm.uri, lambda: KeyVaultSettingsClient(
-        hsm.uri, credential(), **_client_options()))
+    return _client("settings", hsm, KeyVaultSettingsClient)

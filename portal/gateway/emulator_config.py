@@ -5,6 +5,7 @@ three reach the emulator exactly the way production reaches Azure: only settings
 """
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 def emulator_environment(endpoints: dict | Path) -> dict[str, str]:
@@ -16,11 +17,17 @@ def emulator_environment(endpoints: dict | Path) -> dict[str, str]:
             "AZURE_CLIENT_ID": admin["client_id"], "AZURE_CLIENT_SECRET": admin["client_secret"],
             "AZURE_AUTHORITY_HOST": endpoints["authority"],
             "AZURE_CA_BUNDLE": endpoints["ca_bundle"],
-            # The emulator's host is not under *.managedhsm.azure.net.
-            "HSM_VERIFY_CHALLENGE_RESOURCE": "false"}
+            # The emulator's hosts are not under the Managed HSM domain: naming them lets
+            # the portal register them and skip the challenge-resource check for them alone.
+            "HSM_EMULATOR_HOSTS": ",".join(emulator_hosts(endpoints))}
+
+
+def emulator_hosts(endpoints: dict) -> list[str]:
+    """The emulator's HSMs as `host:port` entries (the form HSM_EMULATOR_HOSTS takes)."""
+    return sorted({urlsplit(url).netloc.lower() for url in endpoints["hsms"].values()})
 
 
 def apply_to_settings(settings, endpoints: dict | Path) -> None:
     """Set the same values on a Django settings object (tests, benchmarks)."""
     for name, value in emulator_environment(endpoints).items():
-        setattr(settings, name, value == "true" if name == "HSM_VERIFY_CHALLENGE_RESOURCE" else value)
+        setattr(settings, name, value.split(",") if name == "HSM_EMULATOR_HOSTS" else value)

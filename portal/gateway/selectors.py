@@ -1,4 +1,5 @@
 """Reads of registered HSMs."""
+from django.db import models
 from django.db.models import QuerySet
 
 from portal.errors import NotFound
@@ -16,3 +17,20 @@ def hsm_get_for_user(*, user, hsm_id: str) -> HsmInstance:
     if hsm is None:
         raise NotFound(f"No HSM named {hsm_id} is registered.")
     return hsm
+
+
+def hsm_usage(*, hsm: HsmInstance) -> dict:
+    """What deregistering would remove (rows cascading from the HSM) and what it keeps.
+
+    Read through the model's relations, since portal never imports the domain apps:
+    {"removed": [(label, count), ...], "kept": [(label, count), ...]}, zero counts left out.
+    """
+    removed, kept = [], []
+    for relation in HsmInstance._meta.related_objects:
+        model = relation.related_model
+        count = model._default_manager.filter(**{relation.field.name: hsm}).count()
+        if not count:
+            continue
+        label = str(model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural)
+        (removed if relation.on_delete is models.CASCADE else kept).append((label, count))
+    return {"removed": removed, "kept": kept}

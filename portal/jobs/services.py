@@ -70,15 +70,21 @@ def job_progress(*, job_id: int, percent: int, step: str = "", log: str = "") ->
                                          step=redact(step)[:200] or job.step, log=lines)
 
 
-def job_finish(*, job_id: int, ok: bool, error: str = "", result: dict | None = None) -> Job:
-    """End a running job (succeeded or failed) and audit the outcome. Idempotent."""
+def job_finish(*, job_id: int, ok: bool, error: str = "", result: dict | None = None,
+               step: str = "") -> Job:
+    """End a running job (succeeded or failed) and audit the outcome. Idempotent.
+
+    `step` replaces the default last step ("Finished", or "Failed during: <last step>")
+    when the job knows better what failed.
+    """
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
         if job.is_finished:
             return job
         job.status = Job.Status.SUCCEEDED if ok else Job.Status.FAILED
         job.progress = 100 if ok else job.progress
-        job.step = "Finished" if ok else f"Failed during: {job.step or 'start'}"[:200]
+        job.step = redact(step)[:200] if step else \
+            "Finished" if ok else f"Failed during: {job.step or 'start'}"[:200]
         job.error = redact(error)
         job.result = redact(result or {})
         job.finished = timezone.now()
@@ -115,18 +121,19 @@ def selfcheck_run(*, job_id: int) -> Job:
               ("broker", lambda: app.connection_for_write().ensure_connection(max_retries=1, interval_start=0, timeout=5))]
     for hsm in HsmInstance.objects.order_by("name"):
         checks.append((f"hsm {hsm.name}", lambda hsm=hsm: gateway.hsm_ping(hsm)))
-    results = {}
+    results, reasons = {}, {}
     for done, (name, check) in enumerate(checks, start=1):
         try:
             check()
         except PortalError as exc:
-            results[name] = f"failed: {exc.message}"
+            reasons[name] = exc.message
         except Exception as exc:  # a check reports any failure; the job goes on
-            results[name] = f"failed: {exc.__class__.__name__}"
-        else:
-            results[name] = "ok"
+            reasons[name] = f"The {name} check failed ({exc.__class__.__name__})."
+        results[name] = f"failed: {reasons[name]}" if name in reasons else "ok"
         job_progress(job_id=job_id, percent=int(done * 100 / len(checks)),
                      step=f"Checked {name}", log=f"{name}: {results[name]}")
-    failed = sorted(name for name, outcome in results.items() if outcome != "ok")
+    failed = [name for name, _check in checks if name in reasons]
+    # Say which check failed (an HSM by its name), not merely the last one that ran.
     return job_finish(job_id=job_id, ok=not failed, result={"checks": results},
-                      error=("Failed: " + ", ".join(failed)) if failed else "")
+                      step=("Failed: " + ", ".join(failed)) if failed else "",
+                      error=" ".join(f"{name}: {reasons[name]}" for name in failed))

@@ -235,7 +235,11 @@ AZURE_CLIENT_ID = env_str("AZURE_CLIENT_ID")
 AZURE_CLIENT_SECRET = env_secret("AZURE_CLIENT_SECRET")
 AZURE_AUTHORITY_HOST = env_str("AZURE_AUTHORITY_HOST")
 AZURE_CA_BUNDLE = env_str("AZURE_CA_BUNDLE")
-HSM_VERIFY_CHALLENGE_RESOURCE = env_bool("HSM_VERIFY_CHALLENGE_RESOURCE", True)
+# HSM URLs must be https://<name>.<AZURE_HSM_DNS_SUFFIX> (managedhsm.usgovcloudapi.net,
+# managedhsm.azure.cn in sovereign clouds), or a host:port named in HSM_EMULATOR_HOSTS;
+# only the named emulator hosts skip the SDK's challenge-resource check.
+AZURE_HSM_DNS_SUFFIX = env_str("AZURE_HSM_DNS_SUFFIX", "managedhsm.azure.net")
+HSM_EMULATOR_HOSTS = env_list("HSM_EMULATOR_HOSTS", [])
 AZURE_RETRY_TOTAL = env_int("AZURE_RETRY_TOTAL", 3)
 
 # Key standards as code (types, sizes, curves, tags, names, lifetime, default rotation).

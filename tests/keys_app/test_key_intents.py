@@ -15,6 +15,7 @@ from keys_app import services
 from keys_app.spec import spec_build
 from portal import gateway
 from portal.audit.models import AuditChainHead, AuditEvent
+from portal.audit.services import AuditOutcomeUnrecorded
 
 OWNER = {"owner": "payments"}
 BAD_JWKS = [
@@ -67,12 +68,10 @@ def test_an_error_that_is_not_the_hsms_answer_still_closes_the_intent(hsm, admin
     assert "not known" in failed.detail["message"]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_an_outcome_that_cannot_be_written_after_the_hsm_acted_says_the_hsm_acted(
-        hsm, admin, key_name, emulator):
-    """The rotation happens; then the audit trail is locked (a real PostgreSQL lock held by
-    another connection) so its outcome cannot be written. The caller must hear that the
-    key was rotated, not that nothing was done."""
+def _rotate_while_locked(hsm, admin, key_name, emulator, lock) -> dict:
+    """Rotate in a thread (its own connection, a short lock timeout); once its intent is
+    committed and the HSM call is in flight, hold `lock()` (a real PostgreSQL row lock on
+    this connection) until the rotation is over. Returns {"record"} or {"error"}."""
     services.key_create(hsm=hsm, spec=spec_build(name=key_name, kty="oct-HSM", tags=OWNER),
                         actor=admin, request_id="r0")
     emulator.fail("POST", f"/keys/{key_name}/rotate", status=None, count=1, latency_ms=1500)
@@ -96,14 +95,24 @@ def test_an_outcome_that_cannot_be_written_after_the_hsm_acted_says_the_hsm_acte
             action="key.rotate", outcome="intent").exists():
         time.sleep(0.02)
     with transaction.atomic():
-        # Hold the chain head while the HSM call is still in flight.
-        AuditChainHead.objects.select_for_update().get(pk=1)
+        lock()
         worker.join(timeout=30)
+    return outcome
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outcome_that_cannot_be_written_after_the_hsm_acted_says_the_hsm_acted(
+        hsm, admin, key_name, emulator):
+    """The rotation happens; the audit trail's head is locked meanwhile, so its outcome
+    cannot be written. The caller must hear that the key was rotated, not that nothing
+    was done."""
+    outcome = _rotate_while_locked(hsm, admin, key_name, emulator, lambda: (
+        AuditChainHead.objects.select_for_update().get(pk=1)))
 
     error = outcome.get("error")
-    assert isinstance(error, services.OutcomeNotRecorded), outcome
-    assert error.status == 503 and "do not repeat it" in error.message
-    assert "key.rotate on hsm:primary/key:" in error.message
+    assert isinstance(error, AuditOutcomeUnrecorded), outcome
+    assert error.status == 503 and "Do not repeat it" in error.message and error.acted
+    assert error.message.startswith("The HSM carried out key.rotate on hsm:primary/key:")
     assert "nothing was done" not in error.message
     assert len(list(gateway.keys(hsm).list_properties_of_key_versions(key_name))) == 2
     assert _key_trail("key.rotate") == ["intent"]  # nothing false was written
@@ -123,3 +132,19 @@ def test_a_read_failing_after_a_recover_does_not_record_the_recover_as_failed(hs
     assert _key_trail("key.recover") == ["intent", "succeeded"]
     done = AuditEvent.objects.get(action="key.recover", outcome="succeeded")
     assert done.detail["not_cached"] == ["versions: hsm_unavailable"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cache_that_cannot_be_written_after_the_hsm_acted_is_audited_and_said(
+        hsm, admin, key_name, emulator):
+    from keys_app.models import KeyRecord
+
+    outcome = _rotate_while_locked(hsm, admin, key_name, emulator, lambda: (
+        KeyRecord.objects.select_for_update().get(hsm=hsm, name=key_name)))
+
+    error = outcome.get("error")
+    assert isinstance(error, services.InventoryNotUpdated), outcome
+    assert error.status == 503 and "it is audited" in error.message
+    assert _key_trail("key.rotate") == ["intent", "succeeded"]
+    assert len(list(gateway.keys(hsm).list_properties_of_key_versions(key_name))) == 2
+    assert KeyRecord.objects.get(hsm=hsm, name=key_name).version_count == 1  # the sync's job

@@ -81,7 +81,8 @@ def test_request_ids_are_echoed_and_reach_the_audit_trail(api_as, admin):
     from portal.audit.models import AuditEvent
 
     client = api_as(admin)
-    response = client.post("/api/v1/hsms/", {"name": "rid", "uri": "https://rid.example.test"},
+    response = client.post("/api/v1/hsms/",
+                           {"name": "rid", "uri": "https://rid-hsm.managedhsm.azure.net"},
                            format="json", HTTP_X_REQUEST_ID="client-req-12345")
     assert response.status_code == 201
     # The request's id is the server's; the caller's is kept beside it, never instead.
