@@ -70,11 +70,23 @@ def sync_roles(**_kwargs) -> None:
 
 
 def declared_permission(view, method: str) -> str | None:
-    """A view's `required_permission`: one string, or a dict of HTTP method -> permission."""
+    """A view's `required_permission`: one string, or a dict of HTTP method -> permission.
+
+    HEAD and OPTIONS read what GET reads, unless the dict names them.
+    """
     declared = getattr(view, "required_permission", None)
     if isinstance(declared, dict):
-        return declared.get(method.upper())
+        method = method.upper()
+        if method not in declared and method in ("HEAD", "OPTIONS"):
+            method = "GET"
+        return declared.get(method)
     return declared
+
+
+def view_serves(view, method: str) -> bool:
+    """Whether the view has a handler for the method (if not, dispatch answers 405)."""
+    method = method.lower()
+    return method in view.http_method_names and hasattr(view, method)
 
 
 class PortalPermissionMixin(AccessMixin):
@@ -85,6 +97,8 @@ class PortalPermissionMixin(AccessMixin):
     def dispatch(self, request, *args, **kwargs):
         if not request.user.is_authenticated:
             return self.handle_no_permission()
+        if not view_serves(self, request.method):
+            return self.http_method_not_allowed(request, *args, **kwargs)  # 405 with Allow
         if not user_may(request.user, declared_permission(self, request.method)):
             raise PermissionDenied
         return super().dispatch(request, *args, **kwargs)
@@ -96,4 +110,6 @@ class HasRequiredPermission(BasePermission):
     def has_permission(self, request, view) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False  # DRF turns this into 401 with the authenticator's header
+        if not view_serves(view, request.method):
+            return True  # no handler: dispatch answers 405 with an Allow header
         return user_may(request.user, declared_permission(view, request.method))

@@ -1,6 +1,5 @@
 """URLs: pages by app, the API under /api/v1/, its schema and docs, and /healthz."""
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from portal import views
 from portal.accounts.api import views as accounts_api
@@ -16,14 +15,14 @@ audit_patterns = ([
 ], "audit")
 
 gateway_patterns = ([
+    path("", gateway_views.HsmListView.as_view(), name="hsm-list"),
     path("<str:hsm_id>/deregister/", gateway_views.HsmDeregisterView.as_view(),
          name="hsm-deregister"),
-    path("", gateway_views.HsmListView.as_view(), name="hsm-list"),
 ], "gateway")
 
 api_patterns = ([
-    path("hsms/<str:hsm_id>/", gateway_api.HsmDetailApi.as_view(), name="hsm-detail"),
     path("hsms/", gateway_api.HsmListApi.as_view(), name="hsm-list"),
+    path("hsms/<str:hsm_id>/", gateway_api.HsmDetailApi.as_view(), name="hsm-detail"),
     path("jobs/", jobs_api.JobListApi.as_view(), name="job-list"),
     path("jobs/<int:job_id>/", jobs_api.JobDetailApi.as_view(), name="job-detail"),
     path("audit-events/", audit_api.AuditEventListApi.as_view(), name="audit-event-list"),
@@ -42,10 +41,11 @@ urlpatterns = [
     path("keys/", include("keys_app.urls_home")),
     path("jobs/", include("portal.jobs.urls")),
     path("api/v1/", include(api_patterns)),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/schema/", views.ApiSchemaView.as_view(), name="api-schema"),
+    path("api/docs/", views.ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]
 
+handler400 = "portal.errors.handler400"
 handler403 = "portal.errors.handler403"
 handler404 = "portal.errors.handler404"
 handler500 = "portal.errors.handler500"

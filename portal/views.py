@@ -1,10 +1,12 @@
-"""The dashboard and /healthz."""
+"""The dashboard, the API's schema and docs pages, and /healthz."""
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views import View
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.renderers import JSONRenderer
 
-from portal.permissions import SIGNED_IN, PortalPermissionMixin
+from portal.permissions import SIGNED_IN, HasRequiredPermission, PortalPermissionMixin
 
 
 class DashboardView(PortalPermissionMixin, View):
@@ -20,6 +22,26 @@ class DashboardView(PortalPermissionMixin, View):
             "jobs": list(job_list()[:5]) if user.has_perm("jobs.view_job") else [],
         }
         return render(request, "dashboard.html", context)
+
+
+class ApiSchemaView(SpectacularAPIView):
+    """The OpenAPI schema: for API clients, so an anonymous caller gets 401 in the envelope."""
+
+    required_permission = SIGNED_IN
+    permission_classes = [HasRequiredPermission]
+
+    def handle_exception(self, exc):
+        # Errors are the API's JSON envelope, not a YAML rendering of it.
+        response = super().handle_exception(exc)
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+class ApiDocsView(PortalPermissionMixin, SpectacularSwaggerSplitView):
+    """The browsable API docs: a page, so an anonymous visitor is sent to sign-in."""
+
+    required_permission = SIGNED_IN
 
 
 def _database_ok() -> bool:

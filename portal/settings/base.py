@@ -158,6 +158,17 @@ if not 1 <= PORTAL_API_TOKEN_DAYS <= 365:
     raise ValueError("PORTAL_API_TOKEN_DAYS must be from 1 to 365.")
 CSRF_COOKIE_HTTPONLY = True
 
+# Request size. One bound for JSON bodies and form fields (Django's own limit) and for
+# uploaded files (portal.uploads). The largest legitimate bodies are key backups: about
+# 5 KiB per RSA-4096 version, so 2 MiB holds hundreds of versions even base64 in JSON.
+# Larger requests are answered 413.
+PORTAL_MAX_BODY_BYTES = env_int("PORTAL_MAX_BODY_BYTES", 2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = PORTAL_MAX_BODY_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = PORTAL_MAX_BODY_BYTES
+FILE_UPLOAD_HANDLERS = ["portal.uploads.BoundedUploadHandler",
+                        "django.core.files.uploadhandler.MemoryFileUploadHandler",
+                        "django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -182,7 +193,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["portal.permissions.HasRequiredPermission"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "portal.api_schema.PortalAutoSchema",
     "EXCEPTION_HANDLER": "portal.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -248,7 +259,9 @@ KEY_STANDARDS_FILE = env_str("PORTAL_KEY_STANDARDS_FILE", str(BASE_DIR / "keys_a
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "portal.audit.redaction.RedactingFilter"}},
+    "filters": {"redact": {"()": "portal.audit.redaction.RedactingFilter"},
+                # A 403 or an oversized body is one line, not a traceback.
+                "client_errors": {"()": "portal.errors.ClientErrorTracebackFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
                    # Celery's task loggers: the same line plus the task's name and id.
                    "task": {"()": "celery.app.log.TaskFormatter",
@@ -259,7 +272,7 @@ LOGGING = {
         "task_console": {"class": "logging.StreamHandler", "formatter": "task",
                          "filters": ["redact"]},
         "console": {"class": "logging.StreamHandler", "formatter": "plain",
-                    "filters": ["redact"]},
+                    "filters": ["client_errors", "redact"]},
     },
     "root": {"handlers": ["console"], "level": env_str("PORTAL_LOG_LEVEL", "INFO")},
     "loggers": {
