@@ -35,7 +35,9 @@ def test_sync_finds_keys_made_outside_the_portal_and_marks_drift(hsm, admin, key
     client.create_oct_key(f"{key_name}-b", size=256, hardware_protected=True, tags=OWNER)
     client.update_key_properties(f"{key_name}-a", tags={"owner": "someone-else"})
     second = run_sync(hsm, admin)
-    assert second.result["fetched"] == 2
+    # Keys another test changed in the second before the first sync are read again too
+    # (one-second resolution), but only these two differ from the cache.
+    assert second.result["fetched"] >= 2 and second.result["drift"] == 2
     new = KeyRecord.objects.get(hsm=hsm, name=f"{key_name}-b")
     assert new.drift and new.drift_note == "created outside the portal"
     assert new.key_size == 256
