@@ -67,6 +67,36 @@ def test_concurrent_create_and_import_of_one_name_make_one_key(admin, hsm, key_n
     assert len(list(gateway.keys(hsm).list_properties_of_key_versions(key_name))) == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_page_creates_of_one_name_make_one_key(admin, hsm, key_name, emulator):
+    from django.test import Client
+
+    emulator.fail("GET", f"/keys/{key_name}*", status=None, latency_ms=300)
+    barrier = threading.Barrier(4)
+    statuses = [None] * 4
+
+    def post(index):
+        try:
+            client = Client()
+            client.force_login(admin)
+            barrier.wait(timeout=30)
+            statuses[index] = client.post(f"/hsms/{hsm.name}/keys/new/", {
+                "preset": "aes", "kty": "oct-HSM", "name": key_name,
+                "tags": "owner=payments"}).status_code
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    emulator.clear_faults()
+
+    assert sorted(statuses) == [302, 400, 400, 400]  # one created; the others see the form
+    assert len(list(gateway.keys(hsm).list_properties_of_key_versions(key_name))) == 1
+
+
 def test_a_claim_left_by_a_crashed_process_expires(admin, hsm, key_name):
     from django.utils import timezone
 
