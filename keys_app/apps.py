@@ -23,3 +23,10 @@ class KeysAppConfig(AppConfig):
         registry.register("key.purge", services.key_purge)
         registry.register("key.disable", services.key_update)
         registry.register("key.rotation_policy.clear", services.key_rotation_policy_set)
+        # The dashboard: key figures per HSM, and which key actions count as dangerous.
+        from keys_app.dashboard import key_figures
+        from portal.dashboard import dangerous_action_register, dashboard_register
+
+        dashboard_register("keys", key_figures, permission="keys_app.view_keyrecord")
+        dangerous_action_register("key.delete", "key.purge", "key.disable",
+                                  "key.rotation_policy.clear")

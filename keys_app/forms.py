@@ -302,7 +302,8 @@ class KeyFilterForm(forms.Form):
     drift = forms.BooleanField(required=False, label="Changed outside the portal")
     sort = forms.ChoiceField(required=False, error_messages=_pick("a sort order"), choices=[
         ("name", "name"), ("-name", "name ↓"), ("expires", "expiry"), ("-expires", "expiry ↓"),
-        ("-created", "newest"), ("created", "oldest"), ("-updated", "recently updated")])
+        ("-created", "newest"), ("created", "oldest"), ("-updated", "recently updated"),
+        ("updated", "least recently updated")])
 
     def to_filter(self):
         from keys_app.selectors import KeyFilter

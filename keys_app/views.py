@@ -1,6 +1,5 @@
 """Key pages: inventory list, detail, and the actions (each calls one service)."""
 from django.contrib import messages
-from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views import View
@@ -8,7 +7,8 @@ from django.views import View
 from keys_app import services
 from keys_app.forms import (ConfirmForm, KeyCreateForm, KeyFilterForm, KeyImportForm,
                             KeyRestoreForm, KeyUpdateForm, RotationPolicyForm)
-from keys_app.selectors import inventory_state, key_activity, key_get, key_list
+from keys_app.selectors import KeyFilter, inventory_state, key_activity, key_get, key_list
+from keys_app.tables import deleted_key_table, key_table
 from keys_app.spec import spec_from_request, standards_violations, tags_parse
 from portal.downloads import attachment, csv_lines
 from portal.errors import BadInput, NotFound, PortalError
@@ -74,15 +74,21 @@ class KeyListView(HsmKeyMixin, View):
             # The list page with the filter and its errors, and no keys: an unfiltered list
             # would pass for the answer to the filter that was asked for.
             return self.page("keys_app/key_list.html", {"hsms": hsm_list(), "form": form,
-                                                        "page": None}, status=400)
-        keys = key_list(hsm=self.hsm, filters=form.to_filter())
+                                                        "table": None, "filtered": True},
+                             status=400)
+        filters = form.to_filter()
+        keys = key_list(hsm=self.hsm, filters=filters)
         if request.GET.get("export") == "csv":
             return keys_csv_response(keys, f"keys-{self.hsm.name}.csv")
-        page = Paginator(keys, 50).get_page(request.GET.get("page"))
+        filtered = filters != KeyFilter(sort=filters.sort)
+        table = key_table(request=request, hsm=self.hsm, keys=keys, sort=filters.sort,
+                          filtered=filtered)
         query = request.GET.copy()
-        query.pop("page", None)
+        for name in ("page", "after"):
+            query.pop(name, None)
         return self.page("keys_app/key_list.html", {
-            "hsms": hsm_list(), "form": form, "page": page, "query": query.urlencode()})
+            "hsms": hsm_list(), "form": form, "table": table, "filtered": filtered,
+            "query": query.urlencode()})
 
 
 def keys_csv_response(keys, filename: str):
@@ -275,11 +281,9 @@ class DeletedKeyListView(HsmKeyMixin, View):
     required_permission = "keys_app.view_keyrecord"
 
     def get(self, request, hsm_id):
-        from keys_app.selectors import KeyFilter
-
         keys = key_list(hsm=self.hsm, filters=KeyFilter(state="deleted", sort="name"))
         return self.page("keys_app/deleted_key_list.html", {
-            "page": Paginator(keys, 50).get_page(request.GET.get("page"))})
+            "table": deleted_key_table(request=request, hsm=self.hsm, keys=keys)})
 
 
 class KeyRecoverView(HsmKeyMixin, View):

@@ -34,6 +34,7 @@ api_patterns = ([
 urlpatterns = [
     path("", views.DashboardView.as_view(), name="dashboard"),
     path("healthz", views.healthz, name="healthz"),
+    path("preferences/table/", views.TablePreferenceView.as_view(), name="table-preference"),
     path("accounts/", include("portal.accounts.urls")),
     path("audit/", include(audit_patterns)),
     path("hsms/", include(gateway_patterns)),

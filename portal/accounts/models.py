@@ -60,3 +60,30 @@ class SignInThrottle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.failures} failures"
+
+
+class TablePreference(models.Model):
+    """How one user likes one table: the columns they hid and the row density.
+
+    Display only, never security state; changes are still audited (preference.set) since
+    every write the portal makes is.
+    """
+
+    class Density(models.TextChoices):
+        COMFORTABLE = "comfortable", "Comfortable"
+        COMPACT = "compact", "Compact"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                             related_name="table_preferences")
+    table = models.CharField(max_length=32)
+    hidden_columns = models.JSONField(default=list, blank=True)
+    density = models.CharField(max_length=16, choices=Density.choices,
+                               default=Density.COMFORTABLE)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "table"],
+                                               name="table_preference_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.table} of {self.user_id}"

@@ -1,4 +1,6 @@
 """Creating, claiming, advancing and finishing Jobs. Start and finish are audited."""
+import time
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -121,19 +123,23 @@ def selfcheck_run(*, job_id: int) -> Job:
               ("broker", lambda: app.connection_for_write().ensure_connection(max_retries=1, interval_start=0, timeout=5))]
     for hsm in HsmInstance.objects.order_by("name"):
         checks.append((f"hsm {hsm.name}", lambda hsm=hsm: gateway.hsm_ping(hsm)))
-    results, reasons = {}, {}
+    results, reasons, latency_ms = {}, {}, {}
     for done, (name, check) in enumerate(checks, start=1):
+        started = time.monotonic()
         try:
             check()
         except PortalError as exc:
             reasons[name] = exc.message
         except Exception as exc:  # a check reports any failure; the job goes on
             reasons[name] = f"The {name} check failed ({exc.__class__.__name__})."
+        # The dashboard shows each HSM's round trip from here, not a live call per page.
+        latency_ms[name] = round((time.monotonic() - started) * 1000)
         results[name] = f"failed: {reasons[name]}" if name in reasons else "ok"
         job_progress(job_id=job_id, percent=int(done * 100 / len(checks)),
                      step=f"Checked {name}", log=f"{name}: {results[name]}")
     failed = [name for name, _check in checks if name in reasons]
     # Say which check failed (an HSM by its name), not merely the last one that ran.
-    return job_finish(job_id=job_id, ok=not failed, result={"checks": results},
+    return job_finish(job_id=job_id, ok=not failed,
+                      result={"checks": results, "latency_ms": latency_ms},
                       step=("Failed: " + ", ".join(failed)) if failed else "",
                       error=" ".join(f"{name}: {reasons[name]}" for name in failed))
