@@ -59,8 +59,12 @@ class Child:
             self.kill()
 
     def kill(self) -> None:
+        """SIGKILL to the child's whole process group (gunicorn's and celery's workers too)."""
         if self.proc.poll() is None:
-            self.proc.kill()
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait()
 
 
@@ -174,6 +178,8 @@ def main() -> None:
         for child in reversed(procs):
             child.stop()
     except Stopping:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for child in procs:
             child.kill()
     sys.exit(code)
