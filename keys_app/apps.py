@@ -6,9 +6,9 @@ class KeysAppConfig(AppConfig):
     verbose_name = "Keys, local RBAC and CMK"
 
     def ready(self):
-        from keys_app import services
+        from keys_app import selectors, services
         from portal.approvals import registry
-        from portal.context_processors import nav_register
+        from portal.context_processors import nav_register, switcher_object_register
         from portal.permissions import ADMIN, APPROVER, AUDITOR, role_grant
 
         role_grant(ADMIN, "keys_app.view_keyrecord", "keys_app.add_keyrecord",
@@ -17,7 +17,9 @@ class KeysAppConfig(AppConfig):
                    "keys_app.backup_keyrecord", "keys_app.sync_keyrecord")
         role_grant(AUDITOR, "keys_app.view_keyrecord")
         role_grant(APPROVER, "keys_app.view_keyrecord")
-        nav_register("Keys", "keys-home", "keys_app.view_keyrecord", before="Jobs")
+        nav_register("Keys", "keys-home", "keys_app.view_keyrecord", section="Keys",
+                     active_for=("keys",))
+        switcher_object_register("keys", "name", selectors.key_exists)
         # Dangerous key actions go through maker-checker once approvals land.
         registry.register("key.delete", services.key_delete)
         registry.register("key.purge", services.key_purge)

@@ -75,6 +75,11 @@ def key_get(*, hsm: HsmInstance, name: str) -> KeyRecord:
     return record
 
 
+def key_exists(hsm_name: str, name: str) -> bool:
+    """Whether the inventory of the HSM named hsm_name holds a key of that name (any state)."""
+    return KeyRecord.objects.filter(hsm__name=hsm_name, name__iexact=name).exists()
+
+
 def inventory_state(*, hsm: HsmInstance) -> InventoryState | None:
     """When the HSM's inventory was last synced (None: never)."""
     return InventoryState.objects.filter(hsm=hsm).first()
