@@ -1,0 +1,162 @@
+"""The console shell's context: navigation by role, badges, the HSM switcher, breadcrumbs,
+and the session's end times, as base.html gets them for a request."""
+import datetime as dt
+import re
+
+import pytest
+from django.contrib.sessions.backends.db import SessionStore
+from django.test import RequestFactory
+from django.urls import resolve
+from django.utils import timezone
+
+from keys_app.models import KeyRecord
+from portal.context_processors import navigation
+from portal.gateway.models import HsmInstance
+from portal.jobs.models import Job
+
+
+@pytest.fixture
+def two_hsms(db):
+    primary = HsmInstance.objects.create(name="primary", uri="https://primary.managedhsm.azure.net")
+    secondary = HsmInstance.objects.create(name="secondary", role="secondary",
+                                           uri="https://secondary.managedhsm.azure.net")
+    KeyRecord.objects.create(hsm=primary, name="app-key", kty="RSA-HSM")
+    KeyRecord.objects.create(hsm=primary, name="shared-key", kty="RSA-HSM")
+    KeyRecord.objects.create(hsm=secondary, name="shared-key", kty="RSA-HSM")
+    return primary, secondary
+
+
+def shell_for(user, path: str) -> dict:
+    request = RequestFactory().get(path)
+    request.user = user
+    request.session = SessionStore()
+    request.resolver_match = resolve(path)
+    return navigation(request)
+
+
+def labels(context) -> dict:
+    return {section["title"]: [entry["label"] for entry in section["entries"]]
+            for section in context["nav"]}
+
+
+def test_each_role_sees_only_the_groups_and_pages_it_may_use(personas):
+    assert labels(shell_for(personas["admin"], "/")) == {
+        "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
+        "Audit & compliance": ["Audit trail"], "Jobs": ["Jobs"]}
+    assert labels(shell_for(personas["approver"], "/")) == {
+        "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"]}
+    assert labels(shell_for(personas["auditor"], "/")) == {
+        "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
+        "Audit & compliance": ["Audit trail"], "Jobs": ["Jobs"]}
+    assert labels(shell_for(personas["outsider"], "/")) == {"Overview": ["Dashboard"]}
+
+
+def active(context) -> list[str]:
+    return [entry["label"] for section in context["nav"] for entry in section["entries"]
+            if entry["active"]]
+
+
+def test_the_current_area_is_marked(admin, two_hsms):
+    assert active(shell_for(admin, "/")) == ["Dashboard"]
+    assert active(shell_for(admin, "/hsms/primary/keys/app-key/")) == ["Keys"]
+    assert active(shell_for(admin, "/hsms/primary/deleted-keys/")) == ["Keys"]
+    assert active(shell_for(admin, "/hsms/primary/settings/")) == ["HSMs"]
+    assert active(shell_for(admin, "/audit/")) == ["Audit trail"]
+
+
+def jobs_badge(context):
+    return next(entry["badge"] for section in context["nav"] for entry in section["entries"]
+                if entry["label"] == "Jobs")
+
+
+def test_the_jobs_entry_counts_jobs_failed_in_the_last_24_hours(admin, auditor):
+    now = timezone.now()
+    for status, finished in [(Job.Status.FAILED, now - dt.timedelta(hours=1)),
+                             (Job.Status.FAILED, now - dt.timedelta(hours=23)),
+                             (Job.Status.FAILED, now - dt.timedelta(hours=25)),
+                             (Job.Status.SUCCEEDED, now - dt.timedelta(hours=1)),
+                             (Job.Status.RUNNING, None)]:
+        Job.objects.create(kind="system.selfcheck", status=status, finished=finished)
+    assert jobs_badge(shell_for(admin, "/"))["count"] == 2
+    assert jobs_badge(shell_for(auditor, "/"))["count"] == 2
+
+
+def test_the_badge_is_rendered_only_when_something_failed(client, admin):
+    client.force_login(admin)
+    assert 'class="nav-badge"' not in client.get("/").content.decode()
+    Job.objects.create(kind="system.selfcheck", status=Job.Status.FAILED, finished=timezone.now())
+    html = client.get("/").content.decode()
+    assert re.search(r'class="nav-badge"[^>]*>1<span class="visually-hidden"> failed in the last '
+                     r'24 hours</span>', html)
+
+
+def test_counts_are_computed_once_per_request(admin, django_assert_num_queries, two_hsms):
+    request = RequestFactory().get("/")
+    request.user = admin
+    request.session = SessionStore()
+    request.resolver_match = resolve("/")
+    first = navigation(request)
+    with django_assert_num_queries(0):
+        assert navigation(request) is first
+
+
+def switch(context) -> dict:
+    return {link["name"]: link["url"] for link in context["hsm_switcher"]["links"]}
+
+
+def test_the_hsm_switcher_keeps_the_page(admin, two_hsms):
+    # The same key on the other HSM, when it has one by that name.
+    context = shell_for(admin, "/hsms/primary/keys/shared-key/versions/")
+    assert context["hsm_switcher"]["current"] == "primary"
+    assert switch(context) == {"primary": "/hsms/primary/keys/shared-key/versions/",
+                               "secondary": "/hsms/secondary/keys/shared-key/versions/"}
+    # Its key list when the key is not there.
+    assert switch(shell_for(admin, "/hsms/primary/keys/app-key/"))["secondary"] == \
+        "/hsms/secondary/keys/"
+    # A page of the HSM itself, and a list.
+    assert switch(shell_for(admin, "/hsms/primary/settings/"))["secondary"] == \
+        "/hsms/secondary/settings/"
+    assert switch(shell_for(admin, "/hsms/secondary/deleted-keys/"))["primary"] == \
+        "/hsms/primary/deleted-keys/"
+
+
+def test_the_switcher_lands_on_the_key_list_from_pages_of_no_hsm(admin, two_hsms):
+    context = shell_for(admin, "/audit/")
+    assert context["hsm_switcher"]["current"] is None
+    assert switch(context) == {"primary": "/hsms/primary/keys/",
+                               "secondary": "/hsms/secondary/keys/"}
+
+
+def test_the_switcher_never_offers_a_page_the_role_may_not_open(approver, two_hsms):
+    # The approver may not create keys: switching from create (reached anyway) goes up.
+    assert switch(shell_for(approver, "/hsms/primary/keys/new/"))["secondary"] == \
+        "/hsms/secondary/keys/"
+
+
+def test_no_switcher_for_a_user_without_a_role(outsider, two_hsms):
+    assert shell_for(outsider, "/")["hsm_switcher"] is None
+
+
+def test_breadcrumbs_follow_the_url(admin, two_hsms):
+    crumbs = shell_for(admin, "/hsms/primary/keys/app-key/versions/")["crumbs"]
+    assert [(c["label"], c["url"]) for c in crumbs] == [
+        ("Home", "/"), ("HSMs", "/hsms/"), ("primary", "/hsms/primary/"),
+        ("Keys", "/hsms/primary/keys/"), ("app-key", "/hsms/primary/keys/app-key/"),
+        ("Versions", "")]
+    assert crumbs[-1]["current"] is True
+    # A step that is no page is text, not a link.
+    crumbs = shell_for(admin, "/hsms/primary/keys/new/")["crumbs"]
+    assert [(c["label"], c["url"]) for c in crumbs][-1] == ("Create", "")
+
+
+def test_the_header_tells_when_the_session_ends(client, admin, settings):
+    settings.PORTAL_SESSION_IDLE_SECONDS = 600
+    client.force_login(admin)
+    before = timezone.now()
+    html = client.get("/").content.decode()
+    idle = re.search(r'Session ends <time datetime="([^"]+)"', html).group(1)
+    idle_at = dt.datetime.fromisoformat(idle)
+    assert before + dt.timedelta(seconds=599) <= idle_at <= timezone.now() + dt.timedelta(seconds=601)
+    latest = re.search(r'<time datetime="([^"]+)">[0-9:]+ UTC</time> at the latest', html).group(1)
+    assert dt.datetime.fromisoformat(latest) > idle_at
+    assert 'id="who"' in html and admin.username in html and ">admin</span>" in html
