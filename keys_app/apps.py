@@ -20,6 +20,9 @@ class KeysAppConfig(AppConfig):
         nav_register("Keys", "keys-home", "keys_app.view_keyrecord", section="Keys",
                      active_for=("keys",))
         switcher_object_register("keys", "name", selectors.key_exists)
+        from portal.gateway.selectors import hsm_summary_register
+
+        hsm_summary_register(selectors.hsm_key_facts)  # the HSM page's Essentials
         # Dangerous key actions go through maker-checker once approvals land.
         registry.register("key.delete", services.key_delete)
         registry.register("key.purge", services.key_purge)

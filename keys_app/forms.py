@@ -2,10 +2,12 @@
 import re
 
 from django import forms
+from django.template.loader import render_to_string
+from django.utils.safestring import mark_safe
 
 from keys_app import rotation
 from keys_app.models import KeyRecord
-from keys_app.spec import KEY_TYPES, PRESETS, tags_parse
+from keys_app.spec import KEY_TYPES, MAX_TAGS, PRESETS, tags_parse, tags_validate
 from portal.errors import BadInput
 
 ALL_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "import"]
@@ -13,50 +15,226 @@ DATETIME = {"widget": forms.DateTimeInput(attrs={"type": "datetime-local"}, form
             "required": False, "help_text": "UTC"}
 
 
-# The policy's own words, as the form calls them.
-POLICY_WORDS = {"time_after_create": "a trigger after creation",
-                "time_before_expiry": "a trigger before expiry", "expires_after": "Expires after"}
+def _in_form_words(text: str, *, subject: str = "") -> str:
+    """A rotation rule's message in the form's words: no API field paths or ISO codes.
 
-
-def _in_form_words(text: str) -> str:
+    subject is the label of the field the message sits on ("Rotate before expiry").
+    """
     text = re.sub(r"^lifetime_actions\[\d+\][.\w]*: ", "", text)
-    for word, phrase in POLICY_WORDS.items():
-        text = text.replace(word, phrase)
+    text = text.replace("Required with time_before_expiry.",
+                        "Required with Rotate or Notify before expiry: they count back from it.")
+    text = text.replace("time_after_create", subject or "Rotate after creation")
+    text = text.replace("time_before_expiry", subject or "the trigger before expiry")
+    text = text.replace("expires_after in the policy", "Expires after")
+    text = text.replace("expires_after", "Expires after")
+    text = re.sub(r" \(P\d+D\)", "", text)  # "at least 7 days (P7D)" says it twice
+    text = re.sub(r"\bP(\d+)D\b", r"\1 days", text)
     return text[:1].upper() + text[1:]
+
+
+# A duration is a whole number and a unit; the HSM gets ISO-8601 (P30D, P3M, P1Y).
+DURATION_UNITS = {"D": ("days", 36500), "M": ("months", 1200), "Y": ("years", 100)}
+ISO_UNIT = "iso"
+_ISO_PARTS = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
+
+
+def duration_parts(value: str | None) -> tuple[str, str]:
+    """An ISO-8601 duration as (number, unit) for the picker; ("P1Y6D", "iso") when no single
+    unit says it exactly, so saving the form never changes a value nobody edited."""
+    value = (value or "").strip().upper()
+    match = _ISO_PARTS.match(value) if value not in ("", "P") else None
+    if not value:
+        return "", "D"
+    if not match:
+        return value, ISO_UNIT
+    years, months, weeks, days = (int(part or 0) for part in match.groups())
+    given = [(n, unit) for n, unit in ((years, "Y"), (months, "M"), (weeks * 7 + days, "D")) if n]
+    if len(given) == 1 and not (weeks and days):
+        return str(given[0][0]), given[0][1]
+    if not (weeks or days) and years and months:
+        return str(years * 12 + months), "M"
+    return value, ISO_UNIT
+
+
+class DurationWidget(forms.Widget):
+    """A number box and a unit picker (<name>_n, <name>_unit). A plain <name> holding
+    ISO-8601 text is read too (scripts, and values set outside the portal)."""
+
+    template_name = "keys_app/_duration_widget.html"
+
+    def value_from_datadict(self, data, files, name):
+        if f"{name}_n" in data or f"{name}_unit" in data:
+            return (data.get(f"{name}_n", ""), data.get(f"{name}_unit", ""))
+        return data.get(name)
+
+    def value_omitted_from_data(self, data, files, name):
+        return not any(key in data for key in (name, f"{name}_n", f"{name}_unit"))
+
+    def format_value(self, value):
+        if isinstance(value, (tuple, list)):
+            return (str(value[0] or ""), str(value[1] or ""))
+        return duration_parts(value)
+
+    def id_for_label(self, id_):
+        return f"{id_}_n" if id_ else id_
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        number, unit = context["widget"]["value"]
+        units = [(code, label) for code, (label, _) in DURATION_UNITS.items()]
+        if unit not in DURATION_UNITS:
+            units.append((ISO_UNIT, "ISO-8601 (e.g. P1Y6M)"))
+        attrs = dict(context["widget"]["attrs"])
+        base_id = attrs.pop("id", "")
+        unit_label = attrs.pop("data-unit-label", "Unit")
+        iso = unit not in DURATION_UNITS
+        number_attrs = {**attrs, "id": f"{base_id}_n" if base_id else ""}
+        if not iso:
+            number_attrs.update(min="1", max="36500", step="1", inputmode="numeric")
+        context["widget"].update(number=number, unit=unit, units=units, iso=iso,
+                                 number_attrs={k: v for k, v in number_attrs.items() if v},
+                                 unit_id=f"{base_id}_unit" if base_id else "",
+                                 unit_label=unit_label)
+        return context
+
+    def render(self, name, value, attrs=None, renderer=None):
+        # Rendered by the project's template engine (the form renderer's engine does not
+        # see the project's template directory).
+        return mark_safe(render_to_string(self.template_name,
+                                          self.get_context(name, value, attrs)))
+
+
+class DurationField(forms.Field):
+    """A duration typed as a number and a unit, cleaned to ISO-8601 text ("" when empty)."""
+
+    widget = DurationWidget
+
+    def widget_attrs(self, widget):
+        return {**super().widget_attrs(widget), "data-unit-label": f"{self.label}: unit"}
+
+    def to_python(self, value):
+        if isinstance(value, (tuple, list)):
+            number, unit = (str(part or "").strip() for part in value)
+            if not number:
+                return ""
+            if unit == ISO_UNIT:
+                return self._iso(number)
+            if unit not in DURATION_UNITS:
+                raise forms.ValidationError("Choose days, months or years.")
+            if not number.isdigit():
+                raise forms.ValidationError("Enter a whole number, e.g. 90.")
+            label, most = DURATION_UNITS[unit]
+            count = int(number[:12])
+            if count < 1:
+                raise forms.ValidationError("Enter a number of at least 1.")
+            if count > most or len(number) > 12:
+                raise forms.ValidationError(
+                    f"At most {most} {label}: a duration is at most 100 years.")
+            return f"P{count}{unit}"
+        return self._iso(value or "")
+
+    def _iso(self, text: str) -> str:
+        text = text.strip().upper()
+        if text:
+            try:
+                rotation.duration_days(text, field="duration")
+            except BadInput as exc:
+                raise forms.ValidationError(exc.fields["duration"][0]) from exc
+        return text
+
+
+class TagsWidget(forms.Widget):
+    """Tags as rows of name and value (tags_name, tags_value, repeated). Without JavaScript
+    there are a few empty rows; forms.js adds and removes rows. A plain <name> holding
+    'name=value' lines is read too."""
+
+    template_name = "keys_app/_tags_widget.html"
+    empty_rows = 3
+
+    def value_from_datadict(self, data, files, name):
+        if f"{name}_name" in data:
+            # Bounded: past MAX_ROWS rows nothing more is read (and the field refuses them).
+            names = data.getlist(f"{name}_name")[:TagsField.MAX_ROWS + 1]
+            values = data.getlist(f"{name}_value")[:len(names)]
+            values += [""] * (len(names) - len(values))
+            return list(zip(names, values, strict=True))
+        return data.get(name)
+
+    def value_omitted_from_data(self, data, files, name):
+        return name not in data and f"{name}_name" not in data
+
+    def format_value(self, value):
+        if isinstance(value, dict):
+            return sorted(value.items())
+        if isinstance(value, (list, tuple)):
+            return [(str(n), str(v)) for n, v in value]
+        rows = []
+        for line in (value or "").splitlines():
+            if line.strip():
+                tag, _, text = line.partition("=")
+                rows.append((tag.strip(), text.strip()))
+        return rows
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        rows = [row for row in context["widget"]["value"] if row[0] or row[1]]
+        rows += [("", "")] * max(1, min(self.empty_rows, MAX_TAGS - len(rows)))
+        context["widget"].update(rows=rows, max_rows=MAX_TAGS)
+        return context
+
+    def render(self, name, value, attrs=None, renderer=None):
+        return mark_safe(render_to_string(self.template_name,
+                                          self.get_context(name, value, attrs)))
+
+
+class TagsField(forms.Field):
+    """Tags as a dict, from name/value rows (or 'name=value' lines); empty rows are skipped."""
+
+    widget = TagsWidget
+    MAX_ROWS = MAX_TAGS * 4
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        if value is None or isinstance(value, str):
+            try:
+                return tags_validate(tags_parse(value or ""))
+            except BadInput as exc:
+                raise forms.ValidationError(exc.message) from exc
+        if len(value) > self.MAX_ROWS:
+            raise forms.ValidationError(f"At most {MAX_TAGS} tags.")
+        tags = {}
+        for number, (name, text) in enumerate(value, start=1):
+            name, text = name.strip(), text.strip()
+            if not name and not text:
+                continue
+            if not name:
+                raise forms.ValidationError(f"Row {number}: give the tag a name.")
+            if name in tags:
+                raise forms.ValidationError(f"Row {number}: the tag {name[:40]} is given twice.")
+            tags[name] = text
+        try:
+            return tags_validate(tags)
+        except BadInput as exc:
+            raise forms.ValidationError(exc.message) from exc
+
+    def has_changed(self, initial, data):
+        return self.to_python(data) != (initial or {})
 
 
 class RotationFields(forms.Form):
     """A rotation policy as flat fields; a bad value is a field error, never dropped."""
 
-    expires_after = forms.CharField(required=False, max_length=100, label="Expires after",
-                                    help_text="e.g. P2Y")
-    rotate_after_create = forms.CharField(required=False, max_length=100,
-                                          label="Rotate after creation", help_text="e.g. P90D")
-    rotate_before_expiry = forms.CharField(required=False, max_length=100,
-                                           label="Rotate before expiry", help_text="e.g. P30D")
-    notify_before_expiry = forms.CharField(required=False, max_length=100,
-                                           label="Notify before expiry", help_text="e.g. P30D")
-
-    def _duration(self, name: str) -> str:
-        value = (self.cleaned_data.get(name) or "").strip().upper()
-        if value:
-            try:
-                rotation.duration_days(value, field=name)
-            except BadInput as exc:
-                raise forms.ValidationError(exc.fields[name][0]) from exc
-        return value
-
-    def clean_expires_after(self):
-        return self._duration("expires_after")
-
-    def clean_rotate_after_create(self):
-        return self._duration("rotate_after_create")
-
-    def clean_rotate_before_expiry(self):
-        return self._duration("rotate_before_expiry")
-
-    def clean_notify_before_expiry(self):
-        return self._duration("notify_before_expiry")
+    expires_after = DurationField(required=False, label="Expires after",
+                                  help_text="How long each new version lives, e.g. 2 years.")
+    rotate_after_create = DurationField(required=False, label="Rotate after creation",
+                                        help_text="e.g. 90 days after a version is made.")
+    rotate_before_expiry = DurationField(required=False, label="Rotate before expiry",
+                                         help_text="e.g. 30 days before a version expires.")
+    notify_before_expiry = DurationField(required=False, label="Notify before expiry",
+                                         help_text="An Event Grid notice, e.g. 30 days before.")
 
     def clean(self):
         cleaned = super().clean()
@@ -91,7 +269,8 @@ class RotationFields(forms.Form):
             return
         index = re.match(r"lifetime_actions\[(\d+)\]", exc.message)
         field = action_fields[int(index[1])] if index else None
-        self.add_error(field, _in_form_words(exc.message))
+        subject = str(self.fields[field].label) if field else ""
+        self.add_error(field, _in_form_words(exc.message, subject=subject))
 
     def rotation_policy(self) -> dict | None:
         data = self.cleaned_data
@@ -148,8 +327,7 @@ class KeyCreateForm(RotationFields):
                                         widget=forms.CheckboxSelectMultiple)
     not_before = forms.DateTimeField(label="Activation", **DATETIME)
     expires = forms.DateTimeField(label="Expiry", **DATETIME)
-    tags = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}),
-                           help_text="name=value, one per line")
+    tags = TagsField(help_text="Each tag is a name and a value, e.g. owner and payments.")
     no_rotation_policy = forms.BooleanField(required=False, label="No rotation policy")
 
     def policy_ignored(self) -> bool:
@@ -163,7 +341,7 @@ class KeyCreateForm(RotationFields):
             # A type chosen by hand wins: the preset's size, curve and operations belong to
             # another type and would only contradict it.
             data["preset"] = ""
-        data["tags"] = tags_parse(data.get("tags", ""))
+        data["tags"] = data.get("tags") or {}
         policy = self.rotation_policy()
         data["rotation_policy"] = "none" if data.pop("no_rotation_policy") else policy
         for name in ("expires_after", "rotate_after_create", "rotate_before_expiry",
@@ -172,20 +350,33 @@ class KeyCreateForm(RotationFields):
         return data
 
 
+class EnabledField(forms.Field):
+    """Enable or disable: "true"/"on" or "false"/"off"; absent means leave it as it is
+    (the attributes form does not carry it: disabling is in the danger zone)."""
+
+    widget = forms.HiddenInput
+
+    def to_python(self, value):
+        value = str(value or "").strip().lower()
+        return True if value in ("true", "on", "1") else False if value in (
+            "false", "off", "0") else None
+
+
 class KeyUpdateForm(forms.Form):
-    enabled = forms.BooleanField(required=False)
+    enabled = EnabledField(required=False)
     not_before = forms.DateTimeField(label="Activation", **DATETIME)
     expires = forms.DateTimeField(label="Expiry", **DATETIME)
-    key_ops = forms.MultipleChoiceField(required=False, choices=[(o, o) for o in ALL_OPS],
+    key_ops = forms.MultipleChoiceField(required=False, label="Operations",
+                                        choices=[(o, o) for o in ALL_OPS],
                                         widget=forms.CheckboxSelectMultiple)
-    tags = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    confirm_name = forms.CharField(required=False, label="Type the key name to disable it")
+    tags = TagsField()
+    confirm_name = forms.CharField(required=False, max_length=127,
+                                   label="Type the key name to disable it")
 
     @classmethod
     def for_record(cls, record: KeyRecord, data=None):
-        initial = {"enabled": record.enabled, "not_before": record.not_before,
-                   "expires": record.expires, "key_ops": record.key_ops,
-                   "tags": record.tags_text}
+        initial = {"not_before": record.not_before, "expires": record.expires,
+                   "key_ops": record.key_ops, "tags": record.tags}
         return cls(data, initial=initial)
 
 
@@ -247,7 +438,7 @@ class KeyImportForm(forms.Form):
     key_file = forms.FileField(label="Key file: a BYOK file (.byok) or a JSON Web Key")
     target_kty = forms.ChoiceField(required=False, label="Type of the key inside a BYOK file",
                                    choices=[("", "— not a BYOK file —")] + [(k, k) for k in KEY_TYPES])
-    tags = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    tags = TagsField()
     expires = forms.DateTimeField(label="Expiry", **DATETIME)
 
     def jwk(self) -> dict:

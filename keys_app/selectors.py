@@ -106,3 +106,33 @@ def key_activity(*, hsm: HsmInstance, name: str, limit: int = 50):
                                           target=f"hsm:{hsm.name}")
         rows = sorted(rows, key=lambda row: row.seq, reverse=True)[:limit]
     return rows
+
+
+def hsm_key_facts(*, hsm: HsmInstance) -> list:
+    """An HSM's keys at a glance, for its Essentials: counts link to the filtered key list."""
+    from django.db.models import Count
+    from django.urls import reverse
+
+    from portal.objects import Fact
+
+    live = KeyRecord.objects.filter(hsm=hsm, state=KeyRecord.State.ACTIVE)
+    now = timezone.now()
+    url = reverse("keys:key-list", kwargs={"hsm_id": hsm.name})
+    state = inventory_state(hsm=hsm)
+    counts = live.aggregate(
+        total=Count("pk"), disabled=Count("pk", filter=Q(enabled=False)),
+        expiring=Count("pk", filter=Q(expires__gt=now, expires__lte=now + timedelta(days=30))),
+        manual=Count("pk", filter=Q(has_rotation_policy=False)),
+        drift=Count("pk", filter=Q(drift=True)))
+    deleted = KeyRecord.objects.filter(hsm=hsm, state=KeyRecord.State.DELETED).count()
+    return [
+        Fact("Keys", counts["total"], url=url),
+        Fact("Disabled keys", counts["disabled"], url=f"{url}?state=disabled"),
+        Fact("Expiring within 30 days", counts["expiring"], url=f"{url}?expiry=30d"),
+        Fact("Without automatic rotation", counts["manual"], url=f"{url}?rotation=no"),
+        Fact("Changed outside the portal", counts["drift"], url=f"{url}?drift=on"),
+        Fact("Deleted keys", deleted,
+             url=reverse("keys:deleted-list", kwargs={"hsm_id": hsm.name})),
+        Fact("Inventory synced", state.last_synced_at if state else None, kind="time",
+             note="Not synced yet"),
+    ]

@@ -486,6 +486,46 @@ def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_
     return _refresh(intents, hsm, key)
 
 
+def key_version_enabled_set(*, hsm: HsmInstance, name: str, version: str, enabled: bool,
+                            actor, request_id: str, confirm_name: str | None = None) -> KeyRecord:
+    """Enable or disable one version of a key (key.enable / key.disable, the version in the
+    intent's detail). Audited; disabling needs the typed confirmation; a version already in
+    that state is refused with nothing audited. The current version's change updates the
+    key's row, an older version's only its version row.
+    """
+    record = key_get(hsm=hsm, name=name)
+    name = record.name
+    row = record.versions.filter(version=version).first()
+    if row is None:
+        raise NotFound(f"{name} has no version {version[:64]} in the inventory (refresh the "
+                       f"inventory if it was made outside the portal).")
+    if not enabled:
+        confirm(name, confirm_name)
+    with gateway.translated_errors():
+        current = gateway.keys(hsm).get_key(name, version).properties.enabled
+    if bool(current) == enabled:
+        raise BadInput(f"Nothing changed: version {version} of {name} is already "
+                       f"{'enabled' if enabled else 'disabled'}.", code="no_change")
+    intent = _intent(actor=actor, action="key.enable" if enabled else "key.disable", hsm=hsm,
+                     name=name, request_id=request_id, detail={"version": version})
+    key = _hsm(intent, lambda: gateway.keys(hsm).update_key_properties(
+        name, version, enabled=enabled))
+    snapshot = convert.key_snapshot(key)
+    if snapshot["enabled"] != enabled:
+        _after_hsm(intent, ok=False, detail={"error": "not_applied", "fields": ["enabled"]},
+                   cache=lambda: version_rows_upsert(record, [snapshot]))
+        raise Conflict(f"The HSM did not apply the change to version {version} of {name}.",
+                       code="not_applied")
+    if version == record.version:
+        return _refresh(intent, hsm, key)
+
+    def cache():
+        version_rows_upsert(record, [snapshot])
+        return record
+
+    return _after_hsm(intent, cache=cache, detail={"version": version})
+
+
 def key_rotate(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRecord:
     """Rotate a key in the HSM (a new version), then refresh its inventory row. Audited."""
     name = key_get(hsm=hsm, name=name).name
@@ -596,8 +636,10 @@ def key_purge(*, hsm: HsmInstance, name: str, actor, request_id: str,
     _after_hsm(intent, cache=lambda: KeyRecord.objects.filter(hsm=hsm, name__iexact=name).delete())
 
 
-def key_public(*, hsm: HsmInstance, name: str, fmt: str) -> tuple[bytes, str]:
-    """The key's public part, fetched from the HSM: JWK JSON or PEM (read-only).
+def key_public(*, hsm: HsmInstance, name: str, fmt: str,
+               version: str | None = None) -> tuple[bytes, str]:
+    """The key's public part, fetched from the HSM: JWK JSON or PEM (read-only); the
+    current version's, or that of the version given.
 
     A symmetric (oct) key has none, in either format: that is a 400, not an empty answer.
     """
@@ -612,7 +654,7 @@ def key_public(*, hsm: HsmInstance, name: str, fmt: str) -> tuple[bytes, str]:
     if record.kty.startswith("oct"):
         raise no_public_part
     with gateway.translated_errors():
-        key = gateway.keys(hsm).get_key(record.name)
+        key = gateway.keys(hsm).get_key(record.name, version or None)
     pem = convert.public_pem(key)
     if pem is None:  # the cache was behind: the HSM's key is symmetric
         raise no_public_part

@@ -5,14 +5,16 @@ from django.urls import reverse
 from django.views import View
 
 from keys_app import services
-from keys_app.forms import (ConfirmForm, KeyCreateForm, KeyFilterForm, KeyImportForm,
-                            KeyRestoreForm, KeyUpdateForm, RotationPolicyForm)
+from keys_app.forms import (DURATION_UNITS, ConfirmForm, KeyCreateForm, KeyFilterForm,
+                            KeyImportForm, KeyRestoreForm, KeyUpdateForm, RotationPolicyForm,
+                            duration_parts)
 from keys_app.selectors import KeyFilter, inventory_state, key_activity, key_get, key_list
 from keys_app.tables import deleted_key_table, key_table
-from keys_app.spec import spec_from_request, standards_violations, tags_parse
+from keys_app.spec import spec_from_request, standards_violations
 from portal.downloads import attachment, csv_lines
 from portal.errors import BadInput, NotFound, PortalError
 from portal.gateway.selectors import hsm_get_for_user, hsm_list
+from portal.objects import Fact, Tab, object_tabs
 from portal.permissions import PortalPermissionMixin
 
 CSV_FIELDS = ("name", "state", "kty", "key_size", "curve", "enabled", "key_ops", "not_before",
@@ -54,9 +56,13 @@ class HsmKeyMixin(PortalPermissionMixin):
 
     def page(self, template: str, context: dict | None = None, *, status: int = 200):
         """Render a page of this HSM's key tabs; the tabs show the inventory's cache age."""
+        from portal.gateway.views import hsm_tabs
+
+        current = "deleted" if self.request.resolver_match.url_name == "deleted-list" else "keys"
         return render(self.request, template, {
-            "hsm": self.hsm, "state": inventory_state(hsm=self.hsm), **(context or {})},
-            status=status)
+            "hsm": self.hsm, "state": inventory_state(hsm=self.hsm),
+            "hsm_tabs": hsm_tabs(user=self.request.user, hsm=self.hsm, current=current),
+            **(context or {})}, status=status)
 
     def list_url(self) -> str:
         return reverse("keys:key-list", kwargs={"hsm_id": self.hsm_id})
@@ -146,7 +152,7 @@ class KeyImportView(HsmKeyMixin, View):
                 "form": form, "restore_form": KeyRestoreForm()}, status=400)
         return _act(request, lambda: services.key_import(
             hsm=self.hsm, name=form.cleaned_data["name"], jwk=form.jwk(),
-            tags=tags_parse(form.cleaned_data["tags"]), expires=form.cleaned_data["expires"],
+            tags=form.cleaned_data["tags"], expires=form.cleaned_data["expires"],
             actor=request.user, request_id=request.id).get_absolute_url(),
             "Imported the key.", reverse("keys:key-import", kwargs={"hsm_id": hsm_id}))
 
@@ -166,22 +172,132 @@ class KeyRestoreView(HsmKeyMixin, View):
             reverse("keys:key-import", kwargs={"hsm_id": hsm_id}))
 
 
-class KeyDetailView(HsmKeyMixin, View):
+# The key's tabs, one URL each; one line here adds a tab (its view renders a template that
+# extends keys_app/key_base.html). Access and Usage come with the work that fills them.
+KEY_TABS = [
+    Tab("overview", "Overview", "keys:key-detail"),
+    Tab("versions", "Versions", "keys:key-versions"),
+    Tab("rotation", "Rotation", "keys:key-rotation"),
+    Tab("activity", "Activity", "keys:key-activity"),
+]
+TAB_TEMPLATES = {"overview": "keys_app/key_detail.html", "versions": "keys_app/key_versions.html",
+                 "rotation": "keys_app/key_rotation.html", "activity": "keys_app/key_activity.html"}
+
+
+def rotation_words(policy: dict | None) -> str:
+    """A rotation policy in people's words: "Rotate 30 days before expiry; expires after 2 years"."""
+    if not policy:
+        return "none"
+    parts = []
+    for action in policy.get("lifetime_actions") or []:
+        verb = "Rotate" if action["action"] == "Rotate" else "Notify"
+        if action.get("time_after_create"):
+            parts.append(f"{verb} {duration_words(action['time_after_create'])} after creation")
+        else:
+            parts.append(f"{verb} {duration_words(action['time_before_expiry'])} before expiry")
+    if policy.get("expires_after"):
+        parts.append(f"new versions expire after {duration_words(policy['expires_after'])}")
+    return "; ".join(parts) or "none"
+
+
+def duration_words(value: str) -> str:
+    """P30D -> "30 days", P1Y -> "1 year"; other ISO-8601 durations as they are."""
+    number, unit = duration_parts(value)
+    if unit not in DURATION_UNITS:
+        return value
+    label = DURATION_UNITS[unit][0]
+    return f"{number} {label[:-1] if number == '1' else label}"
+
+
+def key_facts(hsm, record) -> list[Fact]:
+    """The key's Essentials: what people check first, two columns in the panel."""
+    if record.state == "deleted":
+        status = Fact("Status", "Deleted", kind="status", tone="bad")
+    elif record.expired:
+        status = Fact("Status", "Expired", kind="status", tone="bad")
+    elif not record.enabled:
+        status = Fact("Status", "Disabled", kind="status", tone="muted")
+    else:
+        status = Fact("Status", "Enabled", kind="status", tone="ok")
+    kind = " ".join(str(part) for part in (record.kty, record.key_size or "", record.curve) if part)
+    facts = [
+        status,
+        Fact("Type", kind),
+        Fact("Operations", ", ".join(record.key_ops or []) or "—"),
+        Fact("Current version", record.version, kind="code", id="current-version",
+             url=reverse("keys:key-versions", kwargs={"hsm_id": hsm.name, "name": record.name})),
+        Fact("Key identifier", f"{hsm.uri.rstrip('/')}/keys/{record.name}/{record.version}"
+             if record.version else "", kind="code"),
+        Fact("HSM", hsm.name, url=reverse("gateway:hsm-detail", kwargs={"hsm_id": hsm.name})),
+        Fact("Activation", record.not_before, kind="time", note="Active from creation"),
+        Fact("Expiry", record.expires, kind="time", note="Never expires"),
+        Fact("Automatic rotation", rotation_words(record.rotation_policy)
+             if record.has_rotation_policy else "No" if not record.rotation_policy
+             else "No (" + rotation_words(record.rotation_policy) + ")"),
+        Fact("Created", record.created_on, kind="time"),
+        Fact("Updated", record.updated_on, kind="time"),
+        Fact("Tags", record.tags or {}, kind="tags"),
+    ]
+    if record.state == "deleted":
+        facts.insert(6, Fact("Purge date", record.scheduled_purge_on, kind="time"))
+    else:
+        days = f" ({record.recoverable_days} days after deletion)" if record.recoverable_days else ""
+        facts.append(Fact("Recovery", f"{record.recovery_level or '—'}{days}"))
+    return facts
+
+
+def key_page(view: HsmKeyMixin, record, tab: str, context: dict | None = None, *,
+             status: int = 200):
+    """One tab of a key's page: the title, command bar, Essentials and tabs, then the tab."""
+    return view.page(TAB_TEMPLATES[tab], {
+        "key": record, "tab": tab, "facts": key_facts(view.hsm, record),
+        "rotation_text": rotation_words(record.rotation_policy),
+        "violations": standards_violations(record) if record.state == "active" else [],
+        "tabs": object_tabs(user=view.request.user, tabs=KEY_TABS, current=tab,
+                            hsm_id=view.hsm.name, name=record.name),
+        **(context or {})}, status=status)
+
+
+class KeyTabView(HsmKeyMixin, View):
+    """A read-only tab of a key's page."""
+
     required_permission = "keys_app.view_keyrecord"
+    tab = "overview"
 
     def get(self, request, hsm_id, name):
-        return key_detail_page(self, key_get(hsm=self.hsm, name=name))
+        record = key_get(hsm=self.hsm, name=name)
+        return key_page(self, record, self.tab, self.tab_context(record))
+
+    def tab_context(self, record) -> dict:
+        return {}
 
 
-def key_detail_page(view: HsmKeyMixin, record, *, policy_form=None, status: int = 200):
-    """The key's page; a form sent back with errors shows what the user typed."""
-    return view.page("keys_app/key_detail.html", {
-        "key": record, "versions": record.versions.all()[:100],
-        "activity": key_activity(hsm=view.hsm, name=record.name),
-        "violations": standards_violations(record),
-        "update_form": KeyUpdateForm.for_record(record),
-        "policy_form": policy_form or RotationPolicyForm.for_record(record),
-        "confirm_form": ConfirmForm()}, status=status)
+class KeyDetailView(KeyTabView):
+    tab = "overview"
+
+    def tab_context(self, record) -> dict:
+        return {"update_form": KeyUpdateForm.for_record(record)}
+
+
+class KeyVersionsView(KeyTabView):
+    tab = "versions"
+
+    def tab_context(self, record) -> dict:
+        return {"versions": record.versions.order_by("-created_on", "-version")[:100]}
+
+
+class KeyRotationView(KeyTabView):
+    tab = "rotation"
+
+    def tab_context(self, record) -> dict:
+        return {"policy_form": RotationPolicyForm.for_record(record)}
+
+
+class KeyActivityView(KeyTabView):
+    tab = "activity"
+
+    def tab_context(self, record) -> dict:
+        return {"activity": key_activity(hsm=self.hsm, name=record.name)}
 
 
 class KeyUpdateView(HsmKeyMixin, View):
@@ -190,15 +306,82 @@ class KeyUpdateView(HsmKeyMixin, View):
     def post(self, request, hsm_id, name):
         form = KeyUpdateForm(request.POST)
         if not form.is_valid():
-            messages.error(request, "Please correct the attributes: " + form.errors.as_text())
+            messages.error(request, "The changes were not saved: " + " ".join(
+                f"{form.fields[field].label if field in form.fields else ''}: {' '.join(errors)}"
+                for field, errors in form.errors.items()).strip(": "))
             return redirect(self.detail_url(name))
         data = form.cleaned_data
         return _act(request, lambda: services.key_update(
             hsm=self.hsm, name=name, actor=request.user, request_id=request.id,
             enabled=data["enabled"], not_before=data["not_before"], expires=data["expires"],
-            key_ops=data["key_ops"] or None, tags=tags_parse(data["tags"]),
+            key_ops=data["key_ops"] or None, tags=data["tags"],
             confirm_name=data["confirm_name"]).get_absolute_url(),
             f"Updated {name}.", self.detail_url(name))
+
+
+class KeyEnableView(HsmKeyMixin, View):
+    """Enable (or, with the typed name, disable) the key: its current version."""
+
+    required_permission = "keys_app.change_keyrecord"
+    enabled = True
+
+    def post(self, request, hsm_id, name):
+        return _act(request, lambda: services.key_update(
+            hsm=self.hsm, name=name, actor=request.user, request_id=request.id,
+            enabled=self.enabled, confirm_name=request.POST.get("confirm_name")
+        ).get_absolute_url(), f"{'Enabled' if self.enabled else 'Disabled'} {name}.",
+            self.detail_url(name))
+
+
+class KeyDisableView(KeyEnableView):
+    enabled = False
+
+
+class KeyVersionEnableView(HsmKeyMixin, View):
+    """Enable one version of a key (a POST from the Versions tab)."""
+
+    required_permission = "keys_app.change_keyrecord"
+
+    def versions_url(self, name: str) -> str:
+        return reverse("keys:key-versions", kwargs={"hsm_id": self.hsm_id, "name": name})
+
+    def post(self, request, hsm_id, name, version):
+        return _act(request, lambda: services.key_version_enabled_set(
+            hsm=self.hsm, name=name, version=version, enabled=True, actor=request.user,
+            request_id=request.id) and self.versions_url(name),
+            f"Enabled version {version} of {name}.", self.versions_url(name))
+
+
+class KeyVersionDisableView(KeyVersionEnableView):
+    """Disable one version of a key: a page that says what it affects, then the typed name."""
+
+    def get(self, request, hsm_id, name, version, form=None, status=200):
+        record = key_get(hsm=self.hsm, name=name)
+        row = record.versions.filter(version=version).first()
+        if row is None:
+            raise NotFound(f"{record.name} has no version {version} in the inventory.")
+        return self.page("keys_app/key_version_disable.html", {
+            "key": record, "version": row, "form": form or ConfirmForm()}, status=status)
+
+    def post(self, request, hsm_id, name, version):
+        confirm_name = request.POST.get("confirm_name")
+        try:
+            record = services.key_version_enabled_set(
+                hsm=self.hsm, name=name, version=version, enabled=False,
+                confirm_name=confirm_name, actor=request.user, request_id=request.id)
+        except BadInput as exc:
+            form = ConfirmForm(request.POST)
+            form.is_valid()
+            if "confirm_name" in exc.fields:
+                form.add_error("confirm_name", exc.fields["confirm_name"][0])
+            else:
+                form.add_error(None, exc.message)
+            return self.get(request, hsm_id, name, version, form=form, status=400)
+        except PortalError as exc:
+            messages.error(request, exc.message)
+            return redirect(self.versions_url(name))
+        messages.success(request, f"Disabled version {version} of {record.name}.")
+        return redirect(self.versions_url(record.name))
 
 
 class KeyRotateView(HsmKeyMixin, View):
@@ -207,19 +390,23 @@ class KeyRotateView(HsmKeyMixin, View):
     def post(self, request, hsm_id, name):
         return _act(request, lambda: services.key_rotate(
             hsm=self.hsm, name=name, actor=request.user, request_id=request.id
-        ).get_absolute_url(), f"Rotated {name}: a new version is current.", self.detail_url(name))
+        ) and reverse("keys:key-versions", kwargs={"hsm_id": hsm_id, "name": name}),
+            f"Rotated {name}: a new version is current.", self.detail_url(name))
 
 
 class KeyRotationPolicyView(HsmKeyMixin, View):
     required_permission = "keys_app.change_keyrecord"
+
+    def rotation_url(self, name: str) -> str:
+        return reverse("keys:key-rotation", kwargs={"hsm_id": self.hsm_id, "name": name})
 
     def post(self, request, hsm_id, name):
         if request.POST.get("clear"):
             confirm_name = request.POST.get("confirm_name")
             return _act(request, lambda: services.key_rotation_policy_set(
                 hsm=self.hsm, name=name, policy=None, confirm_name=confirm_name,
-                actor=request.user, request_id=request.id).get_absolute_url(),
-                f"Cleared the rotation policy of {name}.", self.detail_url(name))
+                actor=request.user, request_id=request.id) and self.rotation_url(name),
+                f"Cleared the rotation policy of {name}.", self.rotation_url(name))
         record = key_get(hsm=self.hsm, name=name)
         form = RotationPolicyForm(request.POST, record=record)
         if form.is_valid():
@@ -235,13 +422,13 @@ class KeyRotationPolicyView(HsmKeyMixin, View):
                     form.add_error(None, exc.message)
             except PortalError as exc:
                 messages.error(request, exc.message)
-                return redirect(self.detail_url(record.name))
+                return redirect(self.rotation_url(record.name))
             else:
                 messages.success(request, f"Cleared the rotation policy of {record.name}."
                                  if policy is None else f"Set the rotation policy of {record.name}.")
-                return redirect(self.detail_url(record.name))
+                return redirect(self.rotation_url(record.name))
         messages.error(request, "The rotation policy was not saved: correct the marked fields.")
-        return key_detail_page(self, record, policy_form=form, status=400)
+        return key_page(self, record, "rotation", {"policy_form": form}, status=400)
 
 
 class KeyBackupView(HsmKeyMixin, View):
@@ -259,11 +446,15 @@ class KeyBackupView(HsmKeyMixin, View):
 
 
 class KeyPublicView(HsmKeyMixin, View):
+    """The public key (JWK or PEM) of the current version, or of the version in the URL."""
+
     required_permission = "keys_app.view_keyrecord"
 
-    def get(self, request, hsm_id, name, fmt):
-        body, content_type = services.key_public(hsm=self.hsm, name=name, fmt=fmt)
-        return attachment(body, content_type=content_type, filename=f"{name}.{fmt}")
+    def get(self, request, hsm_id, name, fmt, version=None):
+        body, content_type = services.key_public(hsm=self.hsm, name=name, fmt=fmt,
+                                                 version=version)
+        suffix = f"-{version}" if version else ""
+        return attachment(body, content_type=content_type, filename=f"{name}{suffix}.{fmt}")
 
 
 class KeyDeleteView(HsmKeyMixin, View):

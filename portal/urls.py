@@ -18,6 +18,11 @@ gateway_patterns = ([
     path("", gateway_views.HsmListView.as_view(), name="hsm-list"),
     path("<str:hsm_id>/deregister/", gateway_views.HsmDeregisterView.as_view(),
          name="hsm-deregister"),
+    path("<str:hsm_id>/", gateway_views.HsmDetailView.as_view(), name="hsm-detail"),
+    path("<str:hsm_id>/settings/", gateway_views.HsmSettingsView.as_view(), name="hsm-settings"),
+    path("<str:hsm_id>/jobs/", gateway_views.HsmJobsView.as_view(), name="hsm-jobs"),
+    path("<str:hsm_id>/activity/", gateway_views.HsmActivityView.as_view(),
+         name="hsm-activity"),
 ], "gateway")
 
 api_patterns = ([

@@ -34,3 +34,18 @@ def hsm_usage(*, hsm: HsmInstance) -> dict:
         label = str(model._meta.verbose_name if count == 1 else model._meta.verbose_name_plural)
         (removed if relation.on_delete is models.CASCADE else kept).append((label, count))
     return {"removed": removed, "kept": kept}
+
+
+# Facts other apps add to an HSM's Essentials (portal never imports them: they register).
+_SUMMARY_SOURCES: list = []
+
+
+def hsm_summary_register(source) -> None:
+    """Add a source of Essentials facts for an HSM: source(hsm=...) -> list[portal.objects.Fact]."""
+    if source not in _SUMMARY_SOURCES:
+        _SUMMARY_SOURCES.append(source)
+
+
+def hsm_summary(*, hsm: HsmInstance) -> list:
+    """The registered apps' facts about one HSM (its keys, its inventory), in order."""
+    return [fact for source in _SUMMARY_SOURCES for fact in source(hsm=hsm)]

@@ -118,3 +118,14 @@ def hsm_deregister(*, actor, hsm: HsmInstance, confirm_name: str | None,
         audit_result(intent, ok=False, detail={"error": exc.code, "message": exc.message[:300]})
         raise
     return removed
+
+
+def hsm_settings_list(*, hsm: HsmInstance) -> list[dict]:
+    """The HSM's account settings as the data plane reports them (read-only, not audited)."""
+    from portal import gateway
+
+    with gateway.translated_errors():
+        settings_ = gateway.hsm_settings(hsm).list_settings()
+        return [{"name": item.name, "value": item.value,
+                 "type": str(getattr(item.setting_type, "value", item.setting_type) or "")}
+                for item in settings_]

@@ -8,8 +8,9 @@ from django.views import View
 
 from portal.errors import PortalError
 from portal.gateway.models import HsmInstance
-from portal.gateway.selectors import hsm_get_for_user, hsm_list, hsm_usage
-from portal.gateway.services import hsm_deregister, hsm_register
+from portal.gateway.selectors import hsm_get_for_user, hsm_list, hsm_summary, hsm_usage
+from portal.gateway.services import hsm_deregister, hsm_register, hsm_settings_list
+from portal.objects import Fact, Tab, object_tabs
 from portal.permissions import PortalPermissionMixin
 
 
@@ -83,3 +84,98 @@ class HsmDeregisterView(PortalPermissionMixin, View):
             return self.get(request, hsm_id, form=form, status=exc.status)
         messages.success(request, f"Deregistered HSM {hsm.name}; its cached keys were removed.")
         return redirect("gateway:hsm-list")
+
+
+# The HSM's tabs, one URL each; one line adds a tab. Keys and Deleted keys are the key
+# pages of this HSM (keys_app), named here by URL only: portal never imports that app.
+HSM_TABS = [
+    Tab("overview", "Overview", "gateway:hsm-detail"),
+    Tab("keys", "Keys", "keys:key-list", "keys_app.view_keyrecord"),
+    Tab("deleted", "Deleted keys", "keys:deleted-list", "keys_app.view_keyrecord"),
+    Tab("settings", "Settings", "gateway:hsm-settings"),
+    Tab("jobs", "Jobs", "gateway:hsm-jobs", "jobs.view_job"),
+    Tab("activity", "Activity", "gateway:hsm-activity", "audit.view_auditevent"),
+]
+
+
+def hsm_tabs(*, user, hsm: HsmInstance, current: str) -> list[dict]:
+    """The HSM's tabs for this user, the current one marked (also used by the key pages)."""
+    return object_tabs(user=user, tabs=HSM_TABS, current=current, hsm_id=hsm.name)
+
+
+def hsm_facts(hsm: HsmInstance) -> list[Fact]:
+    """The HSM's Essentials: where it is and what it is, then what the apps add (keys)."""
+    return [
+        Fact("Name", hsm.name, kind="code"),
+        Fact("Role", hsm.get_role_display()),
+        Fact("Region", hsm.region),
+        Fact("Data-plane URL", hsm.uri, kind="code"),
+        Fact("ARM resource id", hsm.arm_resource_id, kind="code"),
+        Fact("Registered", hsm.created, kind="time"),
+        *hsm_summary(hsm=hsm),
+    ]
+
+
+class HsmTabView(PortalPermissionMixin, View):
+    """One tab of an HSM's page: title, Essentials, tabs, then the tab's content."""
+
+    required_permission = "gateway.view_hsminstance"
+    tab = "overview"
+    template = "gateway/hsminstance_detail.html"
+
+    def get(self, request, hsm_id: str):
+        hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
+        return render(request, self.template, {
+            "hsm": hsm, "tab": self.tab, "facts": hsm_facts(hsm),
+            "tabs": hsm_tabs(user=request.user, hsm=hsm, current=self.tab),
+            **self.tab_context(hsm)})
+
+    def tab_context(self, hsm: HsmInstance) -> dict:
+        return {}
+
+
+class HsmDetailView(HsmTabView):
+    tab = "overview"
+
+    def tab_context(self, hsm):
+        from portal.jobs.models import Job
+
+        return {"jobs": Job.objects.filter(hsm=hsm).order_by("-created", "-id")[:5]}
+
+
+class HsmSettingsView(HsmTabView):
+    tab = "settings"
+    template = "gateway/hsminstance_settings.html"
+
+    def tab_context(self, hsm):
+        try:
+            return {"hsm_settings": hsm_settings_list(hsm=hsm), "usage": hsm_usage(hsm=hsm)}
+        except PortalError as exc:
+            return {"settings_error": exc.message, "usage": hsm_usage(hsm=hsm)}
+
+
+class HsmJobsView(HsmTabView):
+    required_permission = "jobs.view_job"
+    tab = "jobs"
+    template = "gateway/hsminstance_jobs.html"
+
+    def tab_context(self, hsm):
+        from portal.jobs.models import Job
+
+        return {"jobs": Job.objects.filter(hsm=hsm).order_by("-created", "-id")[:100]}
+
+
+class HsmActivityView(HsmTabView):
+    required_permission = "audit.view_auditevent"
+    tab = "activity"
+    template = "gateway/hsminstance_activity.html"
+
+    def tab_context(self, hsm):
+        from django.db.models import Q
+
+        from portal.audit.selectors import AuditFilter, audit_event_queryset
+
+        # The HSM itself and everything on it (its keys, its role assignments); not another
+        # HSM whose name merely starts with this one's.
+        return {"activity": audit_event_queryset(filters=AuditFilter()).filter(
+            Q(target=f"hsm:{hsm.name}") | Q(target__startswith=f"hsm:{hsm.name}/"))[:100]}

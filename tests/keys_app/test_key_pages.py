@@ -1,5 +1,6 @@
 """The key pages through Django's test client: cache age, the create form's preset, the
 rotation-policy form and the list's filters (the browser tests are in tests/e2e/)."""
+import re
 import uuid
 
 import pytest
@@ -98,17 +99,34 @@ def policy_audits():
 ROTATE_30D = [("Rotate", None, "P30D")]
 
 
+def durations(**given) -> dict:
+    """What the policy form posts: each duration as a number and a unit (days, months, years)."""
+    fields = {}
+    for name, (number, unit) in given.items():
+        fields[f"{name}_n"], fields[f"{name}_unit"] = number, unit
+    return fields
+
+
 @pytest.mark.parametrize("fields, field, message", [
-    ({"expires_after": "P2Y", "rotate_after_create": "P90X"}, "rotate_after_create",
-     "Use an ISO-8601 duration such as P90D, P6M or P1Y."),
-    # Longer than the old max_length: it used to vanish and the rest was saved without it.
-    ({"expires_after": "P" + "1" * 25 + "D", "rotate_after_create": "P90D"}, "expires_after",
-     "At most P100Y (36500 days)."),
-    ({"expires_after": "P2Y", "rotate_after_create": "P90D", "rotate_before_expiry": "P30D"},
+    (durations(expires_after=("2", "Y"), rotate_after_create=("90x", "D")), "rotate_after_create",
+     "Enter a whole number, e.g. 90."),
+    # Longer than any bound: it used to vanish and the rest was saved without it.
+    (durations(expires_after=("1" * 25, "D"), rotate_after_create=("90", "D")), "expires_after",
+     "At most 36500 days: a duration is at most 100 years."),
+    (durations(expires_after=("101", "Y"), rotate_after_create=("90", "D")), "expires_after",
+     "At most 100 years: a duration is at most 100 years."),
+    (durations(expires_after=("2", "Y"), rotate_after_create=("90", "D"),
+           rotate_before_expiry=("30", "D")),
      "rotate_before_expiry", "Rotate either after creation or before expiry, not both."),
-    ({"expires_after": "P2Y", "rotate_after_create": "P3D"}, "rotate_after_create",
-     "A trigger after creation must be at least 7 days (P7D)."),
-    ({"rotate_before_expiry": "P30D"}, "expires_after", "Required with a trigger before expiry."),
+    (durations(expires_after=("2", "Y"), rotate_after_create=("3", "D")), "rotate_after_create",
+     "Rotate after creation must be at least 7 days."),
+    (durations(expires_after=("2", "Y"), notify_before_expiry=("2", "D"),
+           rotate_after_create=("90", "D")), "notify_before_expiry",
+     "Notify before expiry must be at least 7 days."),
+    (durations(rotate_before_expiry=("30", "D")), "expires_after",
+     "Required with Rotate or Notify before expiry: they count back from it."),
+    (durations(expires_after=("2", "Y"), rotate_after_create=("90", "weeks")), "rotate_after_create",
+     "Choose days, months or years."),
 ])
 def test_a_bad_policy_value_is_a_field_error_and_stays_typed(client, admin, hsm, key_name,
                                                              fields, field, message):
@@ -121,22 +139,41 @@ def test_a_bad_policy_value_is_a_field_error_and_stays_typed(client, admin, hsm,
     assert form.errors[field] == [message]
     text = response.content.decode()
     assert message.replace("'", "&#x27;") in text
-    for value in fields.values():
-        assert f'value="{value}"' in text  # what was typed is still in the form
+    for name, value in fields.items():  # what was typed is still in the form
+        if name.endswith("_n"):
+            assert f'name="{name}" value="{value}"' in text
+        elif value in ("D", "M", "Y"):
+            assert re.search(f'name="{name}"[^>]*>(?:(?!</select>).)*<option value="{value}" '
+                             f'selected>', text)
+    assert "lifetime_actions" not in text and "time_after_create" not in text
     assert hsm_actions(hsm, key_name) == ROTATE_30D
     assert policy_audits() == before
+
+
+def test_an_iso_duration_posted_as_text_is_read_and_kept_when_bad(client, admin, hsm, key_name):
+    # Scripts (and values set outside the portal, like P1Y6M) send ISO-8601 text.
+    make_key(hsm, admin, key_name)
+    client.force_login(admin)
+    response = client.post(policy_url(hsm, key_name),
+                           {"expires_after": "P2Y", "rotate_after_create": "P90X"})
+    assert response.status_code == 400
+    assert response.context["policy_form"].errors["rotate_after_create"] == [
+        "Use an ISO-8601 duration such as P90D, P6M or P1Y."]
+    assert 'name="rotate_after_create_n" value="P90X"' in response.content.decode()
+    assert hsm_actions(hsm, key_name) == ROTATE_30D
 
 
 def test_keeping_only_a_notice_needs_the_typed_name(client, admin, hsm, key_name):
     make_key(hsm, admin, key_name)
     client.force_login(admin)
-    notice_only = {"expires_after": "P2Y", "notify_before_expiry": "P30D"}
+    notice_only = durations(expires_after=("2", "Y"), notify_before_expiry=("30", "D"),
+                        rotate_after_create=("", "D"), rotate_before_expiry=("", "D"))
     for typed in ("", "wrong"):
         response = client.post(policy_url(hsm, key_name), {**notice_only, "confirm_name": typed})
         assert response.status_code == 400
         assert response.context["policy_form"].errors["confirm_name"] == [
             f"Saving this stops automatic rotation of {key_name}: type {key_name} to confirm."]
-        assert 'value="P30D"' in response.content.decode()
+        assert 'name="notify_before_expiry_n" value="30"' in response.content.decode()
         assert hsm_actions(hsm, key_name) == ROTATE_30D
 
     response = client.post(policy_url(hsm, key_name), {**notice_only, "confirm_name": key_name})
@@ -178,12 +215,14 @@ def test_the_create_form_shows_a_bad_policy_value_and_creates_nothing(client, ad
                                                                       key_name):
     client.force_login(admin)
     response = client.post(f"/hsms/{hsm.name}/keys/new/", {
-        "preset": "aes", "name": key_name, "tags": "owner=payments",
-        "expires_after": "P1Y", "rotate_after_create": "P" + "9" * 30 + "D"})
+        "preset": "aes", "name": key_name, "tags_name": ["owner", ""], "tags_value": ["payments", ""],
+        **durations(expires_after=("1", "Y"), rotate_after_create=("9" * 30, "D"))})
     assert response.status_code == 400
     assert response.context["form"].errors["rotate_after_create"] == [
-        "At most P100Y (36500 days)."]
-    assert 'value="P' + "9" * 30 + 'D"' in response.content.decode()
+        "At most 36500 days: a duration is at most 100 years."]
+    text = response.content.decode()
+    assert 'name="rotate_after_create_n" value="' + "9" * 30 + '"' in text
+    assert 'name="tags_name" value="owner"' in text and 'name="tags_value" value="payments"' in text
     assert not KeyRecord.objects.filter(hsm=hsm, name=key_name).exists()
 
 

@@ -111,13 +111,17 @@ def test_page_tag_edit_sends_and_audits_the_tags_only(client, admin, hsm, key):
 def test_page_disable_is_its_own_action_and_clearing_the_expiry_is_refused(client, admin, hsm,
                                                                           key):
     client.force_login(admin)
-    client.post(f"/hsms/{hsm.name}/keys/{key}/update/",
-                _form(hsm, key, enabled="", confirm_name=key))
+    # The attributes form leaves enabled alone; disabling is the danger zone's own form.
+    client.post(f"/hsms/{hsm.name}/keys/{key}/update/", _form(hsm, key, enabled="",
+                                                              tags="owner=payments\nx=1"))
+    assert gateway.keys(hsm).get_key(key).properties.enabled is True
+    client.post(f"/hsms/{hsm.name}/keys/{key}/disable/", {"confirm_name": key})
     assert gateway.keys(hsm).get_key(key).properties.enabled is False
-    assert _trail("key.update", "key.disable") == [("key.disable", "intent"),
-                                                   ("key.disable", "succeeded")]
+    assert _trail("key.update", "key.disable") == [
+        ("key.update", "intent"), ("key.update", "succeeded"),
+        ("key.disable", "intent"), ("key.disable", "succeeded")]
     response = client.post(f"/hsms/{hsm.name}/keys/{key}/update/",
                            _form(hsm, key, expires=""), follow=True)
     assert b"cannot remove" in response.content
     assert gateway.keys(hsm).get_key(key).properties.expires_on is not None
-    assert _trail("key.update") == []
+    assert _trail("key.update") == [("key.update", "intent"), ("key.update", "succeeded")]
