@@ -4,7 +4,7 @@ from django.urls import reverse
 from keys_app.selectors import SORTS
 from portal.tables import Column, Empty, Table, TableSpec, keyset_page, table_register
 
-KEYS = table_register(TableSpec("keys", caption="Keys", columns=(
+KEYS = table_register(TableSpec("keys", caption="Keys", default_hidden=("created",), columns=(
     Column("name", "Name", sort="name", hideable=False),
     Column("type", "Type"),
     Column("status", "Status"),

@@ -238,10 +238,10 @@ def bar_chart(*, caption: str, bars: list[Bar], unit: str, alt_label: str = "",
 
 
 def _nice_ceiling(value: int) -> int:
-    """The smallest 1-2-5 round number at or above value (axis top)."""
+    """The smallest round even number at or above value (axis top; its half is whole)."""
     magnitude = 1
     while True:
-        for factor in (1, 2, 5):
+        for factor in (2, 4, 6, 8, 10):
             if factor * magnitude >= value:
                 return factor * magnitude
         magnitude *= 10

@@ -36,6 +36,7 @@ class TableSpec:
     id: str
     columns: tuple[Column, ...]
     caption: str = ""
+    default_hidden: tuple[str, ...] = ()   # hidden until the user chooses otherwise
 
     def column_keys(self) -> list[str]:
         return [column.key for column in self.columns]
@@ -82,6 +83,7 @@ class Table:
     label: str = ""          # accessible name of the table
     noun: tuple[str, str] = ("row", "rows")
     limit: int = 50
+    cursor_param: str = "after"   # the query parameter that carries next_cursor
     hidden: list[str] = field(init=False)
     density: str = field(init=False)
 
@@ -100,7 +102,7 @@ class Table:
 
     def _query(self, **changes) -> str:
         query = self.request.GET.copy()
-        for name in ("after", "page"):
+        for name in ("after", "page", self.cursor_param):
             query.pop(name, None)
         for name, value in changes.items():
             query.pop(name, None)
@@ -133,7 +135,8 @@ class Table:
 
     @property
     def next_url(self) -> str:
-        return "?" + self._query(after=self.next_cursor) if self.next_cursor else ""
+        return "?" + self._query(**{self.cursor_param: self.next_cursor}) \
+            if self.next_cursor else ""
 
     @property
     def first_url(self) -> str:
@@ -141,14 +144,15 @@ class Table:
 
 
 def preference_for(user, spec: TableSpec) -> tuple[list[str], str]:
-    """The user's hidden columns and density for this table (defaults: none, comfortable)."""
+    """The user's hidden columns and density for this table (defaults: the spec's, and
+    comfortable)."""
     from portal.accounts.models import TablePreference
 
     if not getattr(user, "is_authenticated", False):
-        return [], "comfortable"
+        return list(spec.default_hidden), "comfortable"
     pref = TablePreference.objects.filter(user=user, table=spec.id).first()
     if pref is None:
-        return [], "comfortable"
+        return list(spec.default_hidden), "comfortable"
     keys = set(spec.column_keys())
     return [key for key in pref.hidden_columns if key in keys], pref.density
 

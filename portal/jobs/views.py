@@ -1,10 +1,10 @@
 """Job pages: the list, one job, and the htmx partial that keeps its progress live."""
-from django.core.paginator import Paginator
 from django.shortcuts import redirect, render
 from django.views import View
 
 from portal.jobs.selectors import job_get, job_list
 from portal.jobs.services import selfcheck_start
+from portal.jobs.tables import job_table
 from portal.permissions import PortalPermissionMixin
 
 
@@ -12,8 +12,8 @@ class JobListView(PortalPermissionMixin, View):
     required_permission = {"GET": "jobs.view_job", "POST": "jobs.add_job"}
 
     def get(self, request):
-        page = Paginator(job_list(), 50).get_page(request.GET.get("page"))
-        return render(request, "jobs/job_list.html", {"page": page})
+        return render(request, "jobs/job_list.html",
+                      {"table": job_table(request=request, jobs=job_list())})
 
     def post(self, request):
         job = selfcheck_start(actor=request.user, request_id=request.id)

@@ -1,6 +1,6 @@
 // The table component's behaviour (templates/_table.html). No inline scripts: CSP is
 // script-src 'self'. Everything here also works, more slowly, without JavaScript: the
-// column and density forms post and come back, timestamps read in UTC.
+// column and density forms post and come back.
 (function () {
   document.documentElement.classList.add("js");
 
@@ -36,21 +36,8 @@
     button.setAttribute("aria-label", label);
   });
 
-  // Timestamps are written in UTC; the title adds the reader's local time.
-  function localTitles(root) {
-    root.querySelectorAll("time[datetime]").forEach(function (el) {
-      if (el.hasAttribute("data-local-done")) { return; }
-      var when = new Date(el.getAttribute("datetime"));
-      if (isNaN(when.getTime())) { return; }
-      var local = when.toLocaleString(undefined, {year: "numeric", month: "short", day: "numeric",
-        hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"});
-      el.setAttribute("title", when.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC") +
-                      "\nLocal: " + local);
-      el.setAttribute("data-local-done", "");
-    });
-  }
-  localTitles(document);
-  document.addEventListener("htmx:afterSwap", function (event) { localTitles(event.target); });
+  // Timestamps (<time datetime>, written in UTC) get the local time in their title from
+  // forms.js, which does it for every page.
 
   // Column chooser and density: change the page at once, then save the preference.
   function save(form) {
