@@ -20,9 +20,9 @@ PIP_TOOLS := pip-tools==7.6.2
 lock:
 	$(PYTHON) -m venv var/pip-tools
 	var/pip-tools/bin/pip install --quiet --disable-pip-version-check $(PIP_TOOLS)
-	var/pip-tools/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+	var/pip-tools/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 		--output-file=requirements.txt requirements.in
-	var/pip-tools/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+	var/pip-tools/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 		--output-file=requirements-dev.txt requirements-dev.in
 
 # The Azure CLI the emulator's CLI test drives, in its own venv (its azure-* pins conflict with ours).
