@@ -12,7 +12,7 @@ from portal.errors import BadInput
 
 ALL_OPS = ["encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey", "import"]
 DATETIME = {"widget": forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-            "required": False, "help_text": "UTC"}
+            "required": False}
 
 
 def _in_form_words(text: str, *, subject: str = "") -> str:

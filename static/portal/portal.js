@@ -83,7 +83,11 @@ document.addEventListener("input", function (event) {
 // The rotation-policy form (data-rotation-policy): when the fields as typed would stop
 // automatic rotation (or clear the policy), show the typed confirmation the server asks for.
 (function () {
-  function filled(form, name) { return form.elements[name].value.trim() !== ""; }
+  // A duration is a number box (<name>_n) and a unit; a plain <name> box is read too.
+  function filled(form, name) {
+    var box = form.elements[name + "_n"] || form.elements[name];
+    return !!box && box.value.trim() !== "";
+  }
 
   function showRemoval(form) {
     var box = form.querySelector("[data-confirm-removal]");

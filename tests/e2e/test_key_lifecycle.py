@@ -14,10 +14,13 @@ def test_admin_creates_rotates_deletes_and_recovers_a_key(page, admin, hsm, key_
     page.get_by_role("link", name="Create key").click()
     page.locator("#id_preset").select_option("cmk-wrapping")
     page.locator("#id_name").fill(key_name)
-    page.locator("#id_tags").fill("owner=payments")
+    page.get_by_label("Tag 1 name").fill("owner")
+    page.get_by_label("Tag 1 value").fill("payments")
     page.get_by_role("button", name="Create key").click()
     expect(page.locator("h1")).to_contain_text(key_name)
     first_version = page.locator("#current-version").inner_text()
+    page.get_by_role("navigation", name=f"Key {key_name}").get_by_role(
+        "link", name="Versions").click()
     expect(page.locator("#versions tbody tr")).to_have_count(1)
 
     page.get_by_role("button", name="Rotate now").click()
@@ -25,6 +28,8 @@ def test_admin_creates_rotates_deletes_and_recovers_a_key(page, admin, hsm, key_
     expect(page.locator("#versions tbody tr")).to_have_count(2)
     assert page.locator("#current-version").inner_text() != first_version
 
+    page.get_by_role("navigation", name=f"Key {key_name}").get_by_role(
+        "link", name="Overview").click()
     page.get_by_label("Type the key name to delete it").fill(key_name)
     page.get_by_role("button", name="Delete key").click()
     page.wait_for_url("**/deleted-keys/")
