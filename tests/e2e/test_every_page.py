@@ -1,0 +1,240 @@
+"""Every page of the portal, as each role, at 1280x800 and 1920x1080, in light and dark.
+
+The pages are found by walking the URLconf: every route whose view serves GET and is not
+the API, filled with real objects (an HSM of the emulator with a key, a second HSM, a
+failed job, the audit rows these left). On each page: no horizontal scroll, no console
+error (CSP violations are console errors), and axe-core, run inside the page through the
+DevTools protocol (CSP stays on), finds nothing serious or critical. Each page's
+screenshot is saved as var/screenshots/<role>-<size>-<page>.png to look at.
+"""
+import re
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from keys_app import services as key_services
+from keys_app.spec import spec_from_request
+from portal.jobs.services import job_create, job_finish
+from portal.permissions import declared_permission, user_may, view_serves
+from tests.e2e.conftest import sign_in
+from tests.factories import PASSWORD
+
+ROOT = Path(__file__).resolve().parents[2]
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SHOTS = ROOT / "var" / "screenshots"
+SIZES = {"1280": {"width": 1280, "height": 800}, "1920": {"width": 1920, "height": 1080}}
+
+# Routes that serve GET but are not pages, and why. Anything else that serves GET is
+# visited, so a new page is checked without anyone adding it here.
+NOT_PAGES = {
+    "healthz": "JSON for load balancers",
+    "audit:event-export": "a CSV download",
+    "keys:key-public": "a public-key file download",
+    "keys:key-version-public": "a public-key file download",
+    "keys-home": "a redirect to the first HSM's key list (visited as keys:key-list)",
+    "accounts:login": "the sign-in page: visited signed out, in its own test",
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # namespace:name
+    route: str  # the pattern text, e.g. hsms/<str:hsm_id>/keys/<keyname:name>/
+    view: type
+
+
+def _routes(resolvers=None, prefix: str = "", namespace: str = ""):
+    for entry in resolvers if resolvers is not None else get_resolver().url_patterns:
+        if isinstance(entry, URLResolver):
+            ns = ":".join(filter(None, [namespace, entry.namespace]))
+            yield from _routes(entry.url_patterns, prefix + str(entry.pattern), ns)
+        elif isinstance(entry, URLPattern) and entry.name:
+            view = getattr(entry.callback, "view_class", None) or getattr(entry.callback, "cls", None)
+            name = ":".join(filter(None, [namespace, entry.name]))
+            yield Route(name, prefix + str(entry.pattern), view)
+
+
+def page_routes() -> list[Route]:
+    """Every GET route that is a page: not the API, not a download or redirect."""
+    pages = []
+    for route in _routes():
+        if route.route.startswith("api/") or route.name in NOT_PAGES:
+            continue
+        if route.view is None or not view_serves(route.view, "GET"):
+            continue  # POST-only actions, sign-out
+        pages.append(route)
+    return pages
+
+
+def test_the_walk_finds_the_pages_and_skips_actions():
+    names = {route.name for route in page_routes()}
+    # Pages of each area are found; POST-only actions, downloads and the API are not.
+    assert {"dashboard", "gateway:hsm-list", "keys:key-list", "keys:key-detail",
+            "jobs:job-detail", "audit:event-list"} <= names
+    assert not names & {"keys:key-rotate", "keys:key-delete", "accounts:logout",
+                        "keys:key-public", "api:hsm-list", "api-docs"}
+
+
+def seed(hsm, secondary_hsm, admin) -> dict:
+    """Real objects for every kwarg a page route takes: an HSM with a key, a failed job."""
+    name = f"k-{uuid.uuid4().hex[:12]}"
+    spec = spec_from_request({"name": name, "preset": "cmk-wrapping",
+                              "tags": {"owner": "payments", "env": "prod"}})
+    record = key_services.key_create(hsm=hsm, spec=spec, actor=admin,
+                                     request_id=uuid.uuid4().hex)
+    job = job_create(kind="keys.sync", actor=admin, hsm=hsm)
+    job_finish(job_id=job.pk, ok=False, error="The HSM answered 503; try again shortly.")
+    return {"hsm_id": hsm.name, "name": name, "version": record.versions.first().version,
+            "job_id": job.pk}
+
+
+def url_for(route: Route, values: dict) -> str:
+    kwargs = {kwarg: values[kwarg] for kwarg in re.findall(r"<(?:\w+:)?(\w+)>", route.route)}
+    return reverse(route.name, kwargs=kwargs)
+
+
+def page_slug(route: Route) -> str:
+    return route.name.replace(":", "-")
+
+
+def watch(page) -> list[str]:
+    """Console errors and uncaught exceptions of this page, as they come."""
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(f"console {msg.type}: {msg.text}")
+            if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(f"uncaught: {exc}"))
+    return problems
+
+
+def check_page(page, label: str, shot: str, *, axe_source: str, rules: tuple = ()) -> list[str]:
+    """No horizontal scroll and no serious or critical axe finding (of `rules`, or all);
+    saves a screenshot."""
+    problems = []
+    widths = page.evaluate("() => [document.scrollingElement.scrollWidth, "
+                           "document.scrollingElement.clientWidth]")
+    if widths[0] > widths[1]:
+        problems.append(f"{label}: scrolls sideways ({widths[0]} > {widths[1]} px)")
+    page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(axe_source)
+    options = {"resultTypes": ["violations"]}
+    if rules:
+        options["runOnly"] = {"type": "rule", "values": list(rules)}
+    results = page.evaluate("options => axe.run(document, options)", options)
+    for violation in results["violations"]:
+        if violation["impact"] in ("serious", "critical"):
+            targets = [" ".join(node["target"]) for node in violation["nodes"][:3]]
+            problems.append(f"{label}: axe {violation['impact']} {violation['id']}: "
+                            f"{violation['help']} at {targets}")
+    return problems
+
+
+def visit_as(browser, live_server, user, role: str, routes, values) -> list[str]:
+    # Reduced motion: no colour transitions half-way when the theme switches.
+    context = browser.new_context(base_url=live_server.url, viewport=SIZES["1280"],
+                                  reduced_motion="reduce")
+    page = context.new_page()
+    console = watch(page)
+    axe_source = AXE.read_text()
+    problems = []
+    try:
+        sign_in(page, user.username, PASSWORD)
+        for route in routes:
+            if not user_may(user, declared_permission(route.view, "GET")):
+                continue
+            url = url_for(route, values)
+            response = page.goto(url)
+            if response is None or response.status != 200:
+                problems.append(f"{role} {url}: answered {response and response.status}")
+                continue
+            for size, viewport in SIZES.items():
+                page.set_viewport_size(viewport)
+                problems += check_page(page, f"{role} {size} {url}",
+                                       f"{role}-{size}-{page_slug(route)}", axe_source=axe_source)
+            # The dark theme changes colours only: its contrast is what can fail.
+            page.emulate_media(color_scheme="dark")
+            page.set_viewport_size(SIZES["1280"])
+            problems += check_page(page, f"{role} 1280 dark {url}",
+                                   f"{role}-1280-dark-{page_slug(route)}", axe_source=axe_source,
+                                   rules=("color-contrast",))
+            page.emulate_media(color_scheme="light")
+            problems += [f"{role} {url}: {line}" for line in console]
+            console.clear()
+    finally:
+        context.close()
+    return problems
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("role", ["admin", "approver", "auditor"])
+def test_every_page_reads_well_for_each_role(role, browser, live_server, personas, hsm,
+                                             secondary_hsm):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    values = seed(hsm, secondary_hsm, personas["admin"])
+    routes = page_routes()
+    problems = visit_as(browser, live_server, personas[role], role, routes, values)
+    assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.e2e
+def test_the_sign_in_page_reads_well_signed_out(browser, live_server):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    # Reduced motion: no colour transitions half-way when the theme switches.
+    context = browser.new_context(base_url=live_server.url, viewport=SIZES["1280"],
+                                  reduced_motion="reduce")
+    page = context.new_page()
+    console = watch(page)
+    axe_source = AXE.read_text()
+    problems = []
+    try:
+        page.goto(reverse("accounts:login"))
+        for size, viewport in SIZES.items():
+            page.set_viewport_size(viewport)
+            problems += check_page(page, f"signed out {size}", f"anonymous-{size}-accounts-login",
+                                   axe_source=axe_source)
+        page.emulate_media(color_scheme="dark")
+        problems += check_page(page, "signed out dark", "anonymous-1920-dark-accounts-login",
+                               axe_source=axe_source)
+    finally:
+        context.close()
+    assert problems + console == [], "\n".join(problems + console)
+
+
+@pytest.mark.e2e
+def test_the_shell_works_from_the_keyboard(page, admin, hsm, secondary_hsm):
+    from playwright.sync_api import expect
+
+    values = seed(hsm, secondary_hsm, admin)  # the key exists on primary only
+    sign_in(page, admin.username, PASSWORD)
+    page.goto(f"/hsms/primary/keys/{values['name']}/")
+
+    # The first Tab shows the skip link; Enter moves focus to the page's content.
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to main content")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.id") == "main"
+
+    # The HSM switcher opens with Enter, shows its focus, closes with Escape.
+    switcher = page.locator("#hsm-switcher")
+    summary = switcher.locator("summary")
+    summary.focus()
+    assert summary.evaluate("el => getComputedStyle(el).outlineStyle") == "solid"
+    page.keyboard.press("Enter")
+    expect(switcher).to_have_attribute("open", "")
+    page.keyboard.press("Escape")
+    expect(switcher).not_to_have_attribute("open", "")
+    expect(summary).to_be_focused()
+
+    # Switching keeps the page where it can: this key is not on secondary, so its key list.
+    page.keyboard.press("Enter")
+    switcher.get_by_role("link", name="secondary").click()
+    page.wait_for_url("**/hsms/secondary/keys/")
+    expect(page.get_by_role("navigation", name="Portal").get_by_role("link", name="Keys")) \
+        .to_have_attribute("aria-current", "page")
+    expect(page.locator("#hsm-switcher .menu-value")).to_have_text("secondary")
+    assert page.csp_errors == []
