@@ -31,7 +31,7 @@ HSMS_TABLE = table_register(TableSpec("dashboard-hsms", caption="HSMs", columns=
     Column("reachable", "Reachable"),
     Column("activated", "Activated"),
     Column("latency", "Latency", numeric=True),
-    Column("synced", "Inventory synced"),
+    Column("synced", "Synced (UTC)"),
     Column("keys", "Keys", numeric=True),
     Column("expired", "Expired", numeric=True),
     Column("expiring_30", "≤ 30 days", numeric=True),

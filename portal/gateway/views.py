@@ -10,6 +10,7 @@ from portal.errors import PortalError
 from portal.gateway.models import HsmInstance
 from portal.gateway.selectors import hsm_get_for_user, hsm_list, hsm_summary, hsm_usage
 from portal.gateway.services import hsm_deregister, hsm_register, hsm_settings_list
+from portal.gateway.tables import hsm_table
 from portal.objects import Fact, Tab, object_tabs
 from portal.permissions import PortalPermissionMixin
 
@@ -42,8 +43,9 @@ class HsmListView(PortalPermissionMixin, View):
     required_permission = {"GET": "gateway.view_hsminstance", "POST": "gateway.add_hsminstance"}
 
     def get(self, request, form=None, status=200):
-        return render(request, "gateway/hsminstance_list.html",
-                      {"hsms": hsm_list(), "form": form or HsmForm()}, status=status)
+        return render(request, "gateway/hsminstance_list.html", {
+            "hsms": hsm_list(), "table": hsm_table(request=request, hsms=hsm_list()),
+            "form": form or HsmForm()}, status=status)
 
     def post(self, request):
         form = HsmForm(request.POST)

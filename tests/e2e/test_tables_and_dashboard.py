@@ -31,6 +31,12 @@ def shot(page, name: str) -> None:
 def no_horizontal_scroll(page) -> None:
     assert page.evaluate("document.documentElement.scrollWidth <= "
                          "document.documentElement.clientWidth"), "the page scrolls sideways"
+    # Tables clip sideways (so their header can stick): they must fit, or columns are lost.
+    overflowing = page.evaluate("""[...document.querySelectorAll('.dt-scroll')]
+        .filter(box => box.scrollWidth > box.clientWidth + 1)
+        .map(box => `${box.parentNode.id} ${box.scrollWidth}>${box.clientWidth}: ` +
+             [...box.querySelectorAll('thead th')].map(th => th.offsetWidth).join(","))""")
+    assert overflowing == [], f"tables wider than the page: {overflowing}"
 
 
 @pytest.fixture
@@ -51,6 +57,11 @@ def estate(db):
     for n in range(6):
         KeyRecord.objects.create(hsm=dr, name=f"dr-key-{n}", kty="EC-HSM", curve="P-384",
                                  expires=now + timedelta(days=200 + 40 * n))
+    for n in range(2):
+        KeyRecord.objects.create(hsm=prod, name=f"retired-signing-key-{n}", kty="EC-HSM",
+                                 curve="P-256", state=KeyRecord.State.DELETED,
+                                 deleted_on=now - timedelta(days=n + 1),
+                                 scheduled_purge_on=now + timedelta(days=89 - n))
     InventoryState.objects.create(hsm=prod, last_synced_at=now - timedelta(minutes=12))
     Job.objects.create(kind="system.selfcheck", status="succeeded", actor_name="system",
                        finished=now - timedelta(minutes=5), result={
@@ -109,6 +120,12 @@ def test_dashboard_reads_at_1280_with_charts_and_tooltips(page, admin, estate):
     expect(page.locator("#table-dashboard-dangerous")).to_contain_text("key.delete")
     no_horizontal_scroll(page)
     shot(page, "dashboard-1280")
+
+    page.goto("/hsms/")
+    expect(page.locator("table.hsms tbody tr")).to_have_count(2)
+    expect(page.locator("table.hsms")).to_contain_text("https://prod-weu.managedhsm.azure.net")
+    no_horizontal_scroll(page)
+    shot(page, "hsm-list-1280")
     assert page.csp_errors == []
 
 
@@ -173,6 +190,11 @@ def test_key_list_copy_columns_density_sort_and_paging(page, admin, estate):
     page.get_by_role("link", name="First page").click()
     expect(rows.first.locator("td.c1")).to_contain_text("payments-cmk-63")
     shot(page, "key-list-compact-1280")
+
+    page.goto(f"/hsms/{prod.name}/deleted-keys/")
+    expect(page.locator("table.deleted-keys tbody tr")).to_have_count(2)
+    no_horizontal_scroll(page)
+    shot(page, "deleted-keys-1280")
     assert page.csp_errors == []
 
 
