@@ -62,7 +62,10 @@ SECTIONS: list[NavSection] = [
 def nav_register(label: str, url_name: str, permission: str, *, section: str,
                  active_for: tuple[str, ...] = (), badge: str = "") -> None:
     """Add a navigation entry to a task group (domain apps call this from AppConfig.ready)."""
-    target = next(s for s in SECTIONS if s.title == section)  # a typo fails at start-up
+    target = next((s for s in SECTIONS if s.title == section), None)
+    if target is None:  # a typo fails at start-up, not as a missing link
+        raise ValueError(f"No navigation group {section!r}; groups: "
+                         f"{', '.join(s.title for s in SECTIONS)}")
     if any(entry.url_name == url_name for s in SECTIONS for entry in s.entries):
         return
     target.entries.append(NavEntry(label, url_name, permission, active_for, badge))

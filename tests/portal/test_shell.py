@@ -160,3 +160,29 @@ def test_the_header_tells_when_the_session_ends(client, admin, settings):
     latest = re.search(r'<time datetime="([^"]+)">[0-9:]+ UTC</time> at the latest', html).group(1)
     assert dt.datetime.fromisoformat(latest) > idle_at
     assert 'id="who"' in html and admin.username in html and ">admin</span>" in html
+
+
+def test_later_work_adds_an_entry_and_its_count_in_one_line_each(admin, monkeypatch):
+    import copy
+
+    from portal import context_processors as shell
+    from portal.permissions import SIGNED_IN
+
+    monkeypatch.setattr(shell, "SECTIONS", copy.deepcopy(shell.SECTIONS))
+    monkeypatch.setattr(shell, "BADGES", dict(shell.BADGES))
+    # Until approvals exist, the pending count is 0 and the group is not shown.
+    assert shell.pending_approvals_count(admin) == 0
+    assert "Approvals" not in labels(shell_for(admin, "/"))
+
+    shell.nav_register("Requests", "api-docs", SIGNED_IN, section="Approvals",
+                       badge="pending_approvals")
+    context = shell_for(admin, "/")
+    entry = next(s for s in context["nav"] if s["title"] == "Approvals")["entries"][0]
+    assert (entry["label"], entry["badge"]["count"]) == ("Requests", 0)
+
+    shell.badge_register("pending_approvals", lambda user: 3, permission=SIGNED_IN,
+                         meaning="waiting for approval")
+    entry = next(s for s in shell_for(admin, "/")["nav"] if s["title"] == "Approvals")["entries"][0]
+    assert entry["badge"] == {"count": 3, "meaning": "waiting for approval"}
+    with pytest.raises(ValueError, match="No navigation group 'Aprovals'"):
+        shell.nav_register("Typo", "dashboard", SIGNED_IN, section="Aprovals")
