@@ -8,7 +8,6 @@ from django.utils import timezone
 
 from keys_app.dashboard import key_figures, keys_expiring_per_month
 from keys_app.models import InventoryState, KeyRecord
-from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record, audit_result
 from portal.dashboard import (audit_activity_per_day, dangerous_actions_recent,
                               failed_jobs_count, hsm_health)
