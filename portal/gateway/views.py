@@ -1,8 +1,11 @@
 """The HSM registry pages: every role sees the HSMs; admins register and deregister them."""
+import re
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.html import escape
 from django.views import View
 
@@ -179,5 +182,10 @@ class HsmActivityView(HsmTabView):
 
         # The HSM itself and everything on it (its keys, its role assignments); not another
         # HSM whose name merely starts with this one's.
-        return {"activity": audit_event_queryset(filters=AuditFilter()).filter(
-            Q(target=f"hsm:{hsm.name}") | Q(target__startswith=f"hsm:{hsm.name}/"))[:100]}
+        rows = list(audit_event_queryset(filters=AuditFilter()).filter(
+            Q(target=f"hsm:{hsm.name}") | Q(target__startswith=f"hsm:{hsm.name}/"))[:100])
+        for row in rows:  # a key's id links to its page
+            key = re.fullmatch(r"hsm:[^/]+/key:([0-9A-Za-z-]{1,127})", row.target)
+            row.target_url = reverse("keys:key-detail", kwargs={
+                "hsm_id": hsm.name, "name": key[1]}) if key else ""
+        return {"activity": rows}

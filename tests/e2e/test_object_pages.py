@@ -45,6 +45,7 @@ def check(page, shot: str) -> list[str]:
                                    "document.scrollingElement.clientWidth]")
     if scroll > client:
         problems.append(f"{shot}: scrolls sideways ({scroll} > {client})")
+    page.evaluate("() => window.scrollTo(0, 0)")  # the sticky top bar stays at the top
     page.screenshot(path=str(SHOTS / f"objects-{shot}.png"), full_page=True)
     if not page.evaluate("() => typeof window.axe === 'object'"):
         page.evaluate(AXE.read_text())

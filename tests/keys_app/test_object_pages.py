@@ -124,7 +124,8 @@ def test_the_hsm_activity_tab_shows_only_that_hsm(client, admin, hsm, key_name, 
     audit_record(actor=admin, action="hsm.note", target="hsm:primary2", request_id="r")
     client.force_login(admin)
     html = client.get(f"/hsms/{hsm.name}/activity/").content.decode()
-    assert f"hsm:{hsm.name}/key:{key_name}" in html
+    assert (f'<a href="/hsms/{hsm.name}/keys/{key_name}/">hsm:{hsm.name}/key:{key_name}</a>'
+            in html)  # a key's id links to its page
     assert "hsm:primary2" not in html
 
 
@@ -271,7 +272,9 @@ def test_the_attributes_form_leaves_enabled_alone(client, admin, hsm, key_name):
     client.post(f"/hsms/{hsm.name}/keys/{key_name}/update/", {
         "expires": record.expires.strftime("%Y-%m-%dT%H:%M"), "key_ops": record.key_ops,
         "tags_name": ["owner", "team"], "tags_value": ["payments", "a"]})
-    assert gateway.keys(hsm).get_key(key_name).properties.enabled is True
+    props = gateway.keys(hsm).get_key(key_name).properties
+    assert props.tags == {"owner": "payments", "team": "a"}  # saved, with no typed name
+    assert props.enabled is True
     assert trail("key.disable") == []
 
 
