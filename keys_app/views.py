@@ -276,7 +276,8 @@ class KeyDetailView(KeyTabView):
     tab = "overview"
 
     def tab_context(self, record) -> dict:
-        return {"update_form": KeyUpdateForm.for_record(record)}
+        return {"update_form": KeyUpdateForm.for_record(record),
+                "recent": key_activity(hsm=self.hsm, name=record.name, limit=5)}
 
 
 class KeyVersionsView(KeyTabView):
