@@ -328,3 +328,19 @@ def test_object_pages_write_nothing_inline(client, admin, hsm, key_name):
         assert response.status_code == 200, path
         html = response.content.decode()
         assert _external_urls(html) == [] and INLINE.findall(html) == [], path
+
+
+def test_a_deleted_keys_page_offers_recover_and_purge_only(client, admin, hsm, key_name):
+    make_key(hsm, admin, key_name)
+    services.key_delete(hsm=hsm, name=key_name, actor=admin, request_id="r",
+                        confirm_name=key_name)
+    client.force_login(admin)
+    html = client.get(key_url(hsm, key_name)).content.decode()
+    assert "This key is deleted. It can be recovered until" in html
+    assert f'action="/hsms/{hsm.name}/deleted-keys/{key_name}/recover/"' in html
+    zone = re.search(r'<section class="danger-zone".*?</section>', html, re.S)[0]
+    assert "Purge this key" in zone and "can never be read again" in zone
+    assert "Rotate now" not in html and "Disable this key" not in html
+    assert '<span class="pill pill-bad">Deleted</span>' in html
+    versions = client.get(key_url(hsm, key_name, "versions")).content.decode()
+    assert "Disable…" not in versions and "public.pem" not in versions
