@@ -91,8 +91,19 @@ def main() -> None:
         def page():
             assert client.get("/").status_code == 200
 
+        from portal.tables import cursor_encode
+
+        def key_list(query):
+            def call():
+                assert client.get("/hsms/hsm0/keys/", query).status_code == 200
+            return call
+
+        deep = cursor_encode(["key-04800"])
         cases = [
             ("dashboard page (admin)", page),
+            ("key list, first 50", key_list({})),
+            ("key list, by expiry", key_list({"sort": "-expires"})),
+            ("key list, page at key-04800", key_list({"after": deep})),
             ("audit activity, 30 days", lambda: dashboard.audit_activity_per_day(now=now)),
             ("dangerous actions", lambda: dashboard.dangerous_actions_recent()),
             ("key figures + expiry chart", lambda: key_figures(now=now)),
