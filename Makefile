@@ -24,11 +24,14 @@ lock:
 		--output-file=requirements.txt requirements.in
 	var/pip-tools/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 		--output-file=requirements-dev.txt requirements-dev.in
+	var/pip-tools/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file=tests/support/azcli-requirements.txt \
+		tests/support/azcli-requirements.in
 
 # The Azure CLI the emulator's CLI test drives, in its own venv (its azure-* pins conflict with ours).
 .venv-azcli/.installed: tests/support/azcli-requirements.txt
 	$(PYTHON) -m venv .venv-azcli
-	.venv-azcli/bin/python -m pip install --quiet --disable-pip-version-check -r tests/support/azcli-requirements.txt
+	.venv-azcli/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes -r tests/support/azcli-requirements.txt
 	touch $@
 
 azcli: .venv-azcli/.installed
