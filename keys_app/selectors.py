@@ -72,6 +72,7 @@ def key_get(*, hsm: HsmInstance, name: str) -> KeyRecord:
     if record is None:
         raise NotFound(f"No key named {name} on {hsm.name} (refresh the inventory if it was "
                        f"created outside the portal).")
+    record.hsm = hsm  # the caller's HSM: no second read of it for the output
     return record
 
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from keys_app.models import KeyNameClaim, KeyRecord, KeyVersionRecord
@@ -143,10 +143,11 @@ def _tags_text(tags: dict) -> str:
 
 def key_record_upsert(*, hsm: HsmInstance, snapshot: dict, versions: list[dict] | None = None,
                       rotation_policy: dict | None | bool = False, drift_note: str = "",
-                      deleted: dict | None = None) -> KeyRecord:
+                      deleted: dict | None = None, record: KeyRecord | None = None) -> KeyRecord:
     """Write one key's snapshot into the cache (call inside a transaction).
 
     rotation_policy False leaves the cached policy as it is; versions None leaves versions.
+    record is the key's cached row when the caller has just read it (saves a read).
     """
     fields = {name: snapshot.get(name) for name in (
         "version", "kty", "key_size", "curve", "key_ops", "enabled", "not_before", "expires",
@@ -166,7 +167,8 @@ def key_record_upsert(*, hsm: HsmInstance, snapshot: dict, versions: list[dict] 
         fields.update(rotation_policy=rotation_policy,
                       has_rotation_policy=convert.policy_rotates(rotation_policy))
     # Key names are case-insensitive in the service; the HSM's spelling is kept.
-    record = KeyRecord.objects.filter(hsm=hsm, name__iexact=snapshot["name"]).first()
+    if record is None or record.name.lower() != snapshot["name"].lower():
+        record = KeyRecord.objects.filter(hsm=hsm, name__iexact=snapshot["name"]).first()
     if record is None:
         record = KeyRecord.objects.create(hsm=hsm, name=snapshot["name"], **fields)
     else:
@@ -190,8 +192,13 @@ def version_rows_upsert(record: KeyRecord, versions: list[dict]) -> None:
                           **{name: item.get(name) for name in VERSION_FIELDS})
          for item in versions],
         update_conflicts=True, unique_fields=["key", "version"], update_fields=VERSION_FIELDS)
-    record.version_count = KeyVersionRecord.objects.filter(key=record).count()
-    KeyRecord.objects.filter(pk=record.pk).update(version_count=record.version_count)
+    # Count and store in one statement (RETURNING: PostgreSQL, and SQLite since 3.35).
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {KeyRecord._meta.db_table} SET version_count = (SELECT COUNT(*) FROM "
+            f"{KeyVersionRecord._meta.db_table} WHERE key_id = %s) WHERE id = %s "
+            f"RETURNING version_count", [record.pk, record.pk])
+        record.version_count = cursor.fetchone()[0]
 
 
 def _versions(hsm: HsmInstance, name: str) -> list[dict]:
@@ -201,7 +208,7 @@ def _versions(hsm: HsmInstance, name: str) -> list[dict]:
 
 def _refresh(intent: AuditEvent | list[AuditEvent], hsm: HsmInstance, key, *, policy=False,
              detail=None, reload_versions: bool = False, outcome_target: str | None = None,
-             actor=None) -> KeyRecord:
+             actor=None, record: KeyRecord | None = None) -> KeyRecord:
     """After a successful write: update the cache from the returned key, audit success.
 
     The returned bundle is the version written (create, rotate, import, update), so only
@@ -217,11 +224,11 @@ def _refresh(intent: AuditEvent | list[AuditEvent], hsm: HsmInstance, key, *, po
         versions = _read_after(lambda: _versions(hsm, snapshot["name"]), detail, "versions")
 
     def cache():
-        record = key_record_upsert(hsm=hsm, snapshot=snapshot, versions=versions,
-                                   rotation_policy=policy)
+        row = key_record_upsert(hsm=hsm, snapshot=snapshot, versions=versions,
+                                rotation_policy=policy, record=record)
         if versions is None:
-            version_rows_upsert(record, [snapshot])
-        return record
+            version_rows_upsert(row, [snapshot])
+        return row
 
     return _after_hsm(intent, cache=cache, detail=detail, outcome_target=outcome_target,
                       actor=actor)
@@ -483,7 +490,7 @@ def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_
                    detail={"error": "not_applied", "fields": missed})
         raise Conflict(f"The HSM did not apply the change of {', '.join(missed)} to {name}; "
                        f"the key shows what the HSM holds now.", code="not_applied")
-    return _refresh(intents, hsm, key)
+    return _refresh(intents, hsm, key, record=record)
 
 
 def key_version_enabled_set(*, hsm: HsmInstance, name: str, version: str, enabled: bool,
@@ -517,7 +524,7 @@ def key_version_enabled_set(*, hsm: HsmInstance, name: str, version: str, enable
         raise Conflict(f"The HSM did not apply the change to version {version} of {name}.",
                        code="not_applied")
     if version == record.version:
-        return _refresh(intent, hsm, key)
+        return _refresh(intent, hsm, key, record=record)
 
     def cache():
         version_rows_upsert(record, [snapshot])
@@ -528,22 +535,24 @@ def key_version_enabled_set(*, hsm: HsmInstance, name: str, version: str, enable
 
 def key_rotate(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRecord:
     """Rotate a key in the HSM (a new version), then refresh its inventory row. Audited."""
-    name = key_get(hsm=hsm, name=name).name
+    record = key_get(hsm=hsm, name=name)
+    name = record.name
     intent = _intent(actor=actor, action="key.rotate", hsm=hsm, name=name, request_id=request_id)
     key = _hsm(intent, lambda: gateway.keys(hsm).rotate_key(name))
-    return _refresh(intent, hsm, key)
+    return _refresh(intent, hsm, key, record=record)
 
 
 def key_rotation_policy_set(*, hsm: HsmInstance, name: str, policy: dict | None, actor,
                             request_id: str, confirm_name: str | None = None) -> KeyRecord:
-    """Set (or with policy None, clear) a key's rotation policy. Audited; clearing needs
-    the typed confirmation."""
+    """Set (or with policy None, clear) a key's rotation policy. Audited; clearing it, or
+    a policy that stops a rotating key's automatic rotation, needs the typed confirmation
+    (through either door)."""
     record = key_get(hsm=hsm, name=name)
     name = record.name
-    if policy is None:
-        confirm(name, confirm_name)
-    else:
+    if policy is not None:
         policy = rotation.policy_validate(policy)
+    if policy is None or (record.has_rotation_policy and not convert.policy_rotates(policy)):
+        confirm(name, confirm_name)
     intent = _intent(actor=actor, action="key.rotation_policy.clear" if policy is None else
                      "key.rotation_policy.set", hsm=hsm, name=name, request_id=request_id,
                      detail={"policy": policy})

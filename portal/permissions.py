@@ -4,6 +4,7 @@ Roles are Django groups; each role holds Django permissions. Domain apps add wha
 roles hold with `role_grant` in their AppConfig.ready (portal never imports them).
 `sync_roles()` (run after every migrate) makes the groups match this table.
 """
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.mixins import AccessMixin
 from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
@@ -42,6 +43,24 @@ def user_role(user) -> str:
         names = sorted(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
         user._portal_roles = names
     return ",".join(names)
+
+
+class RoleBackend(ModelBackend):
+    """Sign-in as ModelBackend; permissions are the user's roles' ROLE_PERMISSIONS.
+
+    The role table in code is the one source (sync_roles copies it into the groups), so a
+    permission check costs the one query that user_role makes, cached on the user, instead
+    of ModelBackend's two permission queries. No user holds permissions outside a role.
+    """
+
+    def get_user_permissions(self, user_obj, obj=None) -> set:
+        return set()
+
+    def get_group_permissions(self, user_obj, obj=None) -> set:
+        if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
+            return set()
+        roles = [name for name in user_role(user_obj).split(",") if name]
+        return set().union(*(ROLE_PERMISSIONS[name] for name in roles))
 
 
 def user_may(user, permission: str | None) -> bool:

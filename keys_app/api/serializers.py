@@ -17,6 +17,8 @@ class RotationPolicyIO(serializers.Serializer):
     expires_after = serializers.CharField(max_length=20, required=False, allow_null=True,
                                           help_text="ISO-8601, P28D to P100Y")
     lifetime_actions = LifetimeActionIO(many=True)
+    confirm_name = serializers.CharField(required=False, write_only=True, help_text=(
+        "The key name typed again, when the policy stops automatic rotation"))
 
 
 class KeyCreateInput(serializers.Serializer):

@@ -136,7 +136,8 @@ class KeyRotationPolicyApi(HsmApi):
         record = services.key_rotation_policy_set(
             hsm=self.hsm(request, hsm_id), name=name, actor=request.user, request_id=request.id,
             policy={"expires_after": policy.get("expires_after"),
-                    "lifetime_actions": [dict(a) for a in policy["lifetime_actions"]]})
+                    "lifetime_actions": [dict(a) for a in policy["lifetime_actions"]]},
+            confirm_name=policy.get("confirm_name"))
         return Response(record.rotation_policy or NO_POLICY)
 
     @extend_schema(request=ConfirmInput, responses={204: None})

@@ -48,7 +48,9 @@ def _append(*, who: dict, action: str, target: str, request_id: str, client_requ
               "target": redact(target or "")[:512], "outcome": outcome,
               "detail": redact(detail or {})}
     try:
-        with transaction.atomic():
+        # Inside a caller's transaction no savepoint is needed: a failure here raises
+        # AuditUnavailable, which rolls the caller's transaction back too.
+        with transaction.atomic(savepoint=False):
             head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
             if head is None:
                 # First row ever (or after a test flush): concurrent first writers must

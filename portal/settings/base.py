@@ -102,6 +102,9 @@ else:
 DATABASE_OWNER_URL = env_secret("DATABASE_OWNER_URL")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Sign-in as Django's ModelBackend; permissions come from the portal roles (one query).
+AUTHENTICATION_BACKENDS = ["portal.permissions.RoleBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
