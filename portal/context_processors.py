@@ -252,7 +252,8 @@ def _breadcrumbs(user, path: str) -> list[dict]:
         except Resolver404:
             match = None
         if match is not None and segment in {str(v) for v in match.kwargs.values()}:
-            label = segment  # an object's name or id, as it is
+            # An object's name as it is; a row number (jobs/12/) as #12.
+            label = f"#{segment}" if segment.isdigit() else segment
         else:
             label = CRUMB_WORDS.get(segment, segment.replace("-", " ").capitalize())
         view = getattr(match.func, "view_class", None) if match is not None else None

@@ -147,6 +147,9 @@ def test_breadcrumbs_follow_the_url(admin, two_hsms):
     # A step that is no page is text, not a link.
     crumbs = shell_for(admin, "/hsms/primary/keys/new/")["crumbs"]
     assert [(c["label"], c["url"]) for c in crumbs][-1] == ("Create", "")
+    crumbs = shell_for(admin, "/jobs/12/")["crumbs"]
+    assert [(c["label"], c["url"]) for c in crumbs] == [("Home", "/"), ("Jobs", "/jobs/"),
+                                                       ("#12", "")]
 
 
 def test_the_header_tells_when_the_session_ends(client, admin, settings):
