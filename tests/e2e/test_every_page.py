@@ -122,6 +122,12 @@ def check_page(page, label: str, shot: str, *, axe_source: str, rules: tuple = (
                            "document.scrollingElement.clientWidth]")
     if widths[0] > widths[1]:
         problems.append(f"{label}: scrolls sideways ({widths[0]} > {widths[1]} px)")
+    # Nothing (a hidden table, a stray popup) scrolls on past the footer into blank space.
+    heights = page.evaluate("() => [document.scrollingElement.scrollHeight, Math.ceil("
+                            "document.querySelector('body > footer').getBoundingClientRect()"
+                            ".bottom + scrollY)]")
+    if heights[0] > max(heights[1], page.viewport_size["height"]):
+        problems.append(f"{label}: scrolls {heights[0] - heights[1]} px past the footer")
     page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
     if not page.evaluate("() => typeof window.axe === 'object'"):
         page.evaluate(axe_source)
