@@ -187,6 +187,10 @@ class Chart:
     alt_label: str = ""
     svg: SafeString = field(default=mark_safe(""))
 
+    @property
+    def total(self) -> int:
+        return sum(bar.value for bar in self.bars)
+
 
 def bar_chart(*, caption: str, bars: list[Bar], unit: str, alt_label: str = "",
               width: int = 600, height: int = 200) -> Chart:

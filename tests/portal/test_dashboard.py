@@ -201,6 +201,7 @@ def test_empty_estate_says_what_to_do_next(client, admin, approver):
     client.force_login(admin)
     html = client.get("/").content.decode()
     assert "No HSM is registered yet." in html and "Register an HSM" in html
+    assert "None in this period." in html  # no expiries to chart
     client.force_login(approver)
     html = client.get("/").content.decode()
     assert "An administrator registers them." in html and "Register an HSM" not in html
