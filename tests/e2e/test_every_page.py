@@ -143,13 +143,18 @@ def check_page(page, label: str, shot: str, *, axe_source: str, rules: tuple = (
     return problems
 
 
+def read_axe() -> str:
+    assert AXE.exists(), "axe-core is not installed: run make node-deps (npm ci)"
+    return AXE.read_text()
+
+
 def visit_as(browser, live_server, user, role: str, routes, values) -> list[str]:
     # Reduced motion: no colour transitions half-way when the theme switches.
     context = browser.new_context(base_url=live_server.url, viewport=SIZES["1280"],
                                   reduced_motion="reduce")
     page = context.new_page()
     console = watch(page)
-    axe_source = AXE.read_text()
+    axe = read_axe()
     problems = []
     try:
         sign_in(page, user.username, PASSWORD)
@@ -164,12 +169,12 @@ def visit_as(browser, live_server, user, role: str, routes, values) -> list[str]
             for size, viewport in SIZES.items():
                 page.set_viewport_size(viewport)
                 problems += check_page(page, f"{role} {size} {url}",
-                                       f"{role}-{size}-{page_slug(route)}", axe_source=axe_source)
+                                       f"{role}-{size}-{page_slug(route)}", axe_source=axe)
             # The dark theme changes colours only: its contrast is what can fail.
             page.emulate_media(color_scheme="dark")
             page.set_viewport_size(SIZES["1280"])
             problems += check_page(page, f"{role} 1280 dark {url}",
-                                   f"{role}-1280-dark-{page_slug(route)}", axe_source=axe_source,
+                                   f"{role}-1280-dark-{page_slug(route)}", axe_source=axe,
                                    rules=("color-contrast",))
             page.emulate_media(color_scheme="light")
             problems += [f"{role} {url}: {line}" for line in console]
@@ -198,17 +203,17 @@ def test_the_sign_in_page_reads_well_signed_out(browser, live_server):
                                   reduced_motion="reduce")
     page = context.new_page()
     console = watch(page)
-    axe_source = AXE.read_text()
+    axe = read_axe()
     problems = []
     try:
         page.goto(reverse("accounts:login"))
         for size, viewport in SIZES.items():
             page.set_viewport_size(viewport)
             problems += check_page(page, f"signed out {size}", f"anonymous-{size}-accounts-login",
-                                   axe_source=axe_source)
+                                   axe_source=axe)
         page.emulate_media(color_scheme="dark")
         problems += check_page(page, "signed out dark", "anonymous-1920-dark-accounts-login",
-                               axe_source=axe_source)
+                               axe_source=axe)
     finally:
         context.close()
     assert problems + console == [], "\n".join(problems + console)
