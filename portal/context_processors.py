@@ -267,13 +267,14 @@ def _breadcrumbs(user, path: str) -> list[dict]:
 
 
 def _session_ends(request) -> dict | None:
-    """When this session ends: after the idle timeout from now, and at the latest its expiry."""
-    session = getattr(request, "session", None)
-    if session is None:
+    """When this session ends if the user does nothing: the idle timeout from now.
+
+    No later bound is shown: Django renews a session's expiry date whenever the session
+    is saved, and the idle middleware saves it on activity, so that date moves too.
+    """
+    if getattr(request, "session", None) is None:
         return None
-    now = int(time.time())
     # This page request is activity (the idle middleware stamps it after the response).
-    idle_at = dt.datetime.fromtimestamp(now + settings.PORTAL_SESSION_IDLE_SECONDS, tz=dt.UTC)
-    expires_at = session.get_expiry_date()
-    return {"idle_at": idle_at, "expires_at": expires_at,
-            "idle_minutes": settings.PORTAL_SESSION_IDLE_SECONDS // 60}
+    idle_at = dt.datetime.fromtimestamp(time.time() + settings.PORTAL_SESSION_IDLE_SECONDS,
+                                        tz=dt.UTC)
+    return {"idle_at": idle_at, "idle_minutes": settings.PORTAL_SESSION_IDLE_SECONDS // 60}
