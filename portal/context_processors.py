@@ -267,14 +267,18 @@ def _breadcrumbs(user, path: str) -> list[dict]:
 
 
 def _session_ends(request) -> dict | None:
-    """When this session ends if the user does nothing: the idle timeout from now.
+    """When this session ends: the idle timeout from now, and its absolute end
+    (PORTAL_SESSION_SECONDS after sign-in, enforced by the idle middleware)."""
+    from portal.accounts.middleware import SIGNED_IN_AT
 
-    No later bound is shown: Django renews a session's expiry date whenever the session
-    is saved, and the idle middleware saves it on activity, so that date moves too.
-    """
-    if getattr(request, "session", None) is None:
+    session = getattr(request, "session", None)
+    if session is None:
         return None
     # This page request is activity (the idle middleware stamps it after the response).
     idle_at = dt.datetime.fromtimestamp(time.time() + settings.PORTAL_SESSION_IDLE_SECONDS,
                                         tz=dt.UTC)
-    return {"idle_at": idle_at, "idle_minutes": settings.PORTAL_SESSION_IDLE_SECONDS // 60}
+    started = session.get(SIGNED_IN_AT)
+    ends_at = (dt.datetime.fromtimestamp(started + settings.SESSION_COOKIE_AGE, tz=dt.UTC)
+               if started is not None else None)
+    return {"idle_at": idle_at, "idle_minutes": settings.PORTAL_SESSION_IDLE_SECONDS // 60,
+            "ends_at": ends_at}

@@ -13,5 +13,11 @@ class AccountsConfig(AppConfig):
         # Admins list and revoke everyone's API tokens; others only their own.
         role_grant(ADMIN, "accounts.view_apitoken", "accounts.delete_apitoken")
 
+        # A session's absolute lifetime counts from its sign-in, whatever the door.
+        from django.contrib.auth.signals import user_logged_in
+
+        from portal.accounts.middleware import stamp_sign_in
+        user_logged_in.connect(stamp_sign_in, dispatch_uid="portal.stamp_sign_in")
+
         # After every migrate (all apps' permissions exist by the last signal).
         post_migrate.connect(sync_roles, dispatch_uid="portal.sync_roles")

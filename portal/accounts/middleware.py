@@ -15,12 +15,22 @@ from portal.errors import AuditUnavailable
 logger = logging.getLogger(__name__)
 
 LAST_ACTIVITY = "portal_last_activity"
+# When the session signed in: Django slides a session's expiry date each time it is saved
+# (and the idle stamp saves it), so the absolute lifetime is enforced from this instead.
+SIGNED_IN_AT = "portal_signed_in_at"
 # Stamp at most this often, so a busy page does not write its session on every request.
 STAMP_EVERY_SECONDS = 15
 
 
+def stamp_sign_in(sender, request, user, **kwargs) -> None:
+    """user_logged_in receiver: the session's absolute lifetime starts now."""
+    if request is not None and hasattr(request, "session"):
+        request.session[SIGNED_IN_AT] = int(time.time())
+
+
 class SessionIdleTimeoutMiddleware:
-    """Sign a session out after PORTAL_SESSION_IDLE_SECONDS without activity (audited).
+    """Sign a session out after PORTAL_SESSION_IDLE_SECONDS without activity, and
+    PORTAL_SESSION_SECONDS after its sign-in however active it is (both audited).
 
     Activity is any request of a signed-in session except htmx GETs, which are the
     job-progress polling a forgotten tab would keep doing by itself. The session keeps
@@ -37,9 +47,16 @@ class SessionIdleTimeoutMiddleware:
         signed_in = session is not None and SESSION_KEY in session
         now = int(time.time())
         if signed_in:
-            last = session.get(LAST_ACTIVITY)
+            started, last = session.get(SIGNED_IN_AT), session.get(LAST_ACTIVITY)
+            if started is None:
+                # Signed in before this stamp existed, or by a door that did not set it.
+                session[SIGNED_IN_AT] = now
+            elif now - started > settings.SESSION_COOKIE_AGE:
+                response = self._sign_out(request, reason="lifetime", seconds=now - started)
+                if response is not None:
+                    return response
             if last is not None and now - last > settings.PORTAL_SESSION_IDLE_SECONDS:
-                response = self._sign_out(request, idle_seconds=now - last)
+                response = self._sign_out(request, reason="idle", seconds=now - last)
                 if response is not None:
                     return response
         response = self.get_response(request)
@@ -50,7 +67,7 @@ class SessionIdleTimeoutMiddleware:
             session[LAST_ACTIVITY] = now
         return response
 
-    def _sign_out(self, request, *, idle_seconds: int) -> HttpResponse | None:
+    def _sign_out(self, request, *, reason: str, seconds: int) -> HttpResponse | None:
         user = request.user
         if user.is_authenticated:
             try:
@@ -58,17 +75,22 @@ class SessionIdleTimeoutMiddleware:
                              target=f"user:{user.get_username()}",
                              request_id=getattr(request, "id", ""),
                              outcome=AuditEvent.Outcome.RECORDED,
-                             detail={"reason": "idle", "idle_seconds": idle_seconds})
+                             detail={"reason": reason, f"{reason}_seconds": seconds})
             except AuditUnavailable:
                 # Ending a session only takes rights away: do it even when it cannot be
                 # recorded, rather than keep an idle session alive.
-                logger.warning("Idle sign-out of user %s not audited", user.pk)
+                logger.warning("Sign-out (%s) of user %s not audited", reason, user.pk)
         logout(request)
         if request.path.startswith("/api/"):
             return None
-        minutes = settings.PORTAL_SESSION_IDLE_SECONDS // 60
-        messages.info(request, f"You were signed out after {minutes} minute"
-                               f"{'' if minutes == 1 else 's'} without activity. Sign in again.")
+        if reason == "idle":
+            minutes = settings.PORTAL_SESSION_IDLE_SECONDS // 60
+            messages.info(request, f"You were signed out after {minutes} minute"
+                                   f"{'' if minutes == 1 else 's'} without activity. Sign in again.")
+        else:
+            hours = round(settings.SESSION_COOKIE_AGE / 3600, 1)
+            messages.info(request, f"Your session reached its limit of {hours:g} hours. "
+                                   f"Sign in again.")
         response = redirect_to_login(request.get_full_path())
         if request.headers.get("HX-Request"):
             # htmx would swap the sign-in page into the polled element; navigate instead.

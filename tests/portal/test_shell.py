@@ -161,6 +161,10 @@ def test_the_header_tells_when_the_session_ends(client, admin, settings):
     idle_at = dt.datetime.fromisoformat(idle)
     assert before + dt.timedelta(seconds=599) <= idle_at <= timezone.now() + dt.timedelta(seconds=601)
     assert "Signed out after 10 minutes without activity" in html
+    limit = re.search(r'<time datetime="([^"]+)" id="session-limit"', html).group(1)
+    limit_at = dt.datetime.fromisoformat(limit)
+    age = dt.timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    assert before + age - dt.timedelta(seconds=2) <= limit_at <= timezone.now() + age
     assert 'id="who"' in html and admin.username in html and ">admin</span>" in html
 
 

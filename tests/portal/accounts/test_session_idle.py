@@ -3,7 +3,7 @@ import time
 
 from django.contrib.auth import SESSION_KEY
 
-from portal.accounts.middleware import LAST_ACTIVITY
+from portal.accounts.middleware import LAST_ACTIVITY, SIGNED_IN_AT
 from portal.audit.models import AuditEvent
 from tests.factories import PASSWORD
 
@@ -66,3 +66,37 @@ def test_an_idle_session_on_the_api_is_unauthenticated(client, settings, admin):
     response = client.get("/api/v1/jobs/")
     assert response.status_code == 401
     assert SESSION_KEY not in client.session
+
+
+def _signed_in(client, seconds_ago):
+    session = client.session
+    session[SIGNED_IN_AT] = int(time.time()) - seconds_ago
+    session.save()
+
+
+def test_signing_in_stamps_the_start_of_the_session(client, admin):
+    response = client.post("/accounts/login/", {"username": admin.username, "password": PASSWORD})
+    assert response.status_code == 302
+    assert abs(client.session[SIGNED_IN_AT] - time.time()) < 5
+
+
+def test_an_active_session_still_ends_at_its_absolute_lifetime(client, settings, admin):
+    # Activity slides Django's own expiry date on every save: the portal's limit must not.
+    client.force_login(admin)
+    _signed_in(client, settings.SESSION_COOKIE_AGE + 1)
+    _last_activity(client, 5)
+    response = client.get("/jobs/")
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/jobs/"
+    assert SESSION_KEY not in client.session
+    event = AuditEvent.objects.get(action="auth.sign_out")
+    assert event.detail["reason"] == "lifetime"
+    page = client.get(response["Location"])
+    assert "reached its limit of 8 hours" in page.content.decode()
+
+
+def test_a_session_within_its_lifetime_stays(client, settings, admin):
+    client.force_login(admin)
+    _signed_in(client, settings.SESSION_COOKIE_AGE - 60)
+    assert client.get("/jobs/").status_code == 200
+    assert SESSION_KEY in client.session
