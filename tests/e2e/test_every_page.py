@@ -148,12 +148,32 @@ def read_axe() -> str:
     return AXE.read_text()
 
 
-def visit_as(browser, live_server, user, role: str, routes, values) -> list[str]:
+def open_page(browser, live_server):
+    """A new context and page at 1280, with its console watched."""
     # Reduced motion: no colour transitions half-way when the theme switches.
     context = browser.new_context(base_url=live_server.url, viewport=SIZES["1280"],
                                   reduced_motion="reduce")
     page = context.new_page()
-    console = watch(page)
+    return context, page, watch(page)
+
+
+def check_every_size(page, label: str, slug: str, axe: str) -> list[str]:
+    """Check the open page at every size, then in the dark theme at 1280 (which changes
+    colours only: its contrast is what can fail). slug has a {} for the size."""
+    problems = []
+    for size, viewport in SIZES.items():
+        page.set_viewport_size(viewport)
+        problems += check_page(page, f"{label} at {size}", slug.format(size), axe_source=axe)
+    page.emulate_media(color_scheme="dark")
+    page.set_viewport_size(SIZES["1280"])
+    problems += check_page(page, f"{label} at 1280 dark", slug.format("1280-dark"),
+                           axe_source=axe, rules=("color-contrast",))
+    page.emulate_media(color_scheme="light")
+    return problems
+
+
+def visit_as(browser, live_server, user, role: str, routes, values) -> list[str]:
+    context, page, console = open_page(browser, live_server)
     axe = read_axe()
     problems = []
     try:
@@ -166,17 +186,8 @@ def visit_as(browser, live_server, user, role: str, routes, values) -> list[str]
             if response is None or response.status != 200:
                 problems.append(f"{role} {url}: answered {response and response.status}")
                 continue
-            for size, viewport in SIZES.items():
-                page.set_viewport_size(viewport)
-                problems += check_page(page, f"{role} {size} {url}",
-                                       f"{role}-{size}-{page_slug(route)}", axe_source=axe)
-            # The dark theme changes colours only: its contrast is what can fail.
-            page.emulate_media(color_scheme="dark")
-            page.set_viewport_size(SIZES["1280"])
-            problems += check_page(page, f"{role} 1280 dark {url}",
-                                   f"{role}-1280-dark-{page_slug(route)}", axe_source=axe,
-                                   rules=("color-contrast",))
-            page.emulate_media(color_scheme="light")
+            problems += check_every_size(page, f"{role} {url}",
+                                         f"{role}-{{}}-{page_slug(route)}", axe)
             problems += [f"{role} {url}: {line}" for line in console]
             console.clear()
     finally:
@@ -198,22 +209,10 @@ def test_every_page_reads_well_for_each_role(role, browser, live_server, persona
 @pytest.mark.e2e
 def test_the_sign_in_page_reads_well_signed_out(browser, live_server):
     SHOTS.mkdir(parents=True, exist_ok=True)
-    # Reduced motion: no colour transitions half-way when the theme switches.
-    context = browser.new_context(base_url=live_server.url, viewport=SIZES["1280"],
-                                  reduced_motion="reduce")
-    page = context.new_page()
-    console = watch(page)
-    axe = read_axe()
-    problems = []
+    context, page, console = open_page(browser, live_server)
     try:
         page.goto(reverse("accounts:login"))
-        for size, viewport in SIZES.items():
-            page.set_viewport_size(viewport)
-            problems += check_page(page, f"signed out {size}", f"anonymous-{size}-accounts-login",
-                                   axe_source=axe)
-        page.emulate_media(color_scheme="dark")
-        problems += check_page(page, "signed out dark", "anonymous-1920-dark-accounts-login",
-                               axe_source=axe)
+        problems = check_every_size(page, "signed out", "anonymous-{}-accounts-login", read_axe())
     finally:
         context.close()
     assert problems + console == [], "\n".join(problems + console)
