@@ -75,7 +75,9 @@ def signed_in(az, emulator):
     az("cloud", "set", "--name", "hsm-emulator")
     admin = endpoints["principals"]["bootstrap-admin"]
     accounts = az("login", "--service-principal", "--username", admin["client_id"],
-                  "--password", admin["client_secret"], "--tenant", endpoints["tenant_id"],
+                  # As one word: a secret may start with "-", which argparse would take
+                  # for an option (Entra secrets can, as the emulator's random ones do).
+                  f"--password={admin['client_secret']}", "--tenant", endpoints["tenant_id"],
                   "--allow-no-subscriptions")
     return accounts
 
