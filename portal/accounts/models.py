@@ -87,3 +87,28 @@ class TablePreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.table} of {self.user_id}"
+
+
+class DirectoryIdentity(models.Model):
+    """Who a portal user is in the directory: Entra ID's object id and tenant id.
+
+    Identity comparisons (maker-checker: "not the requester") use the object id, never a
+    username, display name or UPN, so one person reaching the portal through two doors
+    (an Entra sign-in and a break-glass account linked to the same object id, a session
+    and an API token) is one principal. A user without a row is a local principal of its
+    own (`local:<pk>`); see portal/accounts/identity.py.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="directory_identity")
+    object_id = models.CharField(max_length=64, db_index=True,
+                                 help_text="The directory object id (oid claim).")
+    tenant_id = models.CharField(max_length=64, blank=True,
+                                 help_text="The directory tenant id (tid claim).")
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "directory identities"
+
+    def __str__(self) -> str:
+        return f"{self.object_id} ({self.user})"
