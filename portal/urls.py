@@ -34,6 +34,7 @@ api_patterns = ([
     path("tokens/", accounts_api.TokenListApi.as_view(), name="token-list"),
     path("tokens/<int:token_id>/", accounts_api.TokenDetailApi.as_view(), name="token-detail"),
     path("", include("keys_app.api.urls")),
+    path("", include("dr_app.api.urls")),
 ], "api")
 
 urlpatterns = [
@@ -46,6 +47,7 @@ urlpatterns = [
     path("hsms/<str:hsm_id>/", include("keys_app.urls")),
     path("keys/", include("keys_app.urls_home")),
     path("jobs/", include("portal.jobs.urls")),
+    path("", include("dr_app.urls")),
     path("api/v1/", include(api_patterns)),
     path("api/schema/", views.ApiSchemaView.as_view(), name="api-schema"),
     path("api/docs/", views.ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),

@@ -1,0 +1,1 @@
+"""Serializers of dr_app's API."""

@@ -1,0 +1,1 @@
+"""REST API of dr_app."""

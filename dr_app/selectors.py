@@ -1,0 +1,1 @@
+"""Reads for backup catalog, schedules and DR drills."""

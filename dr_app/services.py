@@ -1,0 +1,1 @@
+"""Backups, restores, schedules, retention and DR drills (writes; every action audited)."""

@@ -1,0 +1,1 @@
+"""Celery tasks of dr_app: claim a Job, call one service."""

@@ -1,0 +1,1 @@
+"""Pages: HSM Backups tab, restore wizard, DR drills."""
