@@ -252,12 +252,15 @@ def sign_in_throttle_check(*, attempt: SignInAttempt) -> datetime | None:
     return None
 
 
-def sign_in_failed(*, attempt: SignInAttempt, actor, request_id: str) -> None:
-    """Audit a checked, wrong password, and each lock it started (once per lock)."""
+def sign_in_failed(*, attempt: SignInAttempt, actor, request_id: str,
+                   detail: dict | None = None) -> None:
+    """Audit a checked, wrong password, and each lock it started (once per lock).
+
+    `detail` adds to the audited detail (e.g. {"method": "break_glass"})."""
     audit_record(actor=actor, action="auth.sign_in", target=attempt.target,
                  request_id=request_id, outcome=AuditEvent.Outcome.DENIED,
                  detail={"reason": "invalid credentials or inactive account",
-                         "address": attempt.address})
+                         "address": attempt.address, **(detail or {})})
     for key in attempt.blocks_set:
         row = SignInThrottle.objects.filter(key=key).first()
         if row is None or row.blocked_until is None:
@@ -274,11 +277,12 @@ def sign_in_failed(*, attempt: SignInAttempt, actor, request_id: str) -> None:
                                  "address": attempt.address})
 
 
-def sign_in_succeeded(*, attempt: SignInAttempt, user, request_id: str) -> None:
+def sign_in_succeeded(*, attempt: SignInAttempt, user, request_id: str,
+                      detail: dict | None = None) -> None:
     """Audit a sign-in, clear its pair row and take back its up-front failure elsewhere."""
     audit_record(actor=user, action="auth.sign_in", target=f"user:{user.get_username()}",
                  request_id=request_id, outcome=AuditEvent.Outcome.SUCCEEDED,
-                 detail={"address": attempt.address})
+                 detail={"address": attempt.address, **(detail or {})})
     now = timezone.now()
     with transaction.atomic():
         own = attempt.keys.get(PAIR) or attempt.keys[DEVICE]

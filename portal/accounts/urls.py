@@ -5,5 +5,6 @@ from portal.accounts import views
 app_name = "accounts"
 urlpatterns = [
     path("login/", views.SignInView.as_view(), name="login"),
+    path("reauthenticate/", views.ReauthenticateView.as_view(), name="reauthenticate"),
     path("logout/", views.SignOutView.as_view(), name="logout"),
 ]

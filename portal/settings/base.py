@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "portal.accounts.middleware.SessionIdleTimeoutMiddleware",
+    "portal.accounts.stepup.StepUpMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
 ]
@@ -156,6 +157,11 @@ PORTAL_TRUSTED_PROXIES = env_list("PORTAL_TRUSTED_PROXIES", [])
 PORTAL_SESSION_IDLE_SECONDS = env_int("PORTAL_SESSION_IDLE_SECONDS", 30 * 60)
 if not 60 <= PORTAL_SESSION_IDLE_SECONDS <= SESSION_COOKIE_AGE:
     raise ValueError("PORTAL_SESSION_IDLE_SECONDS must be from 60 to PORTAL_SESSION_SECONDS.")
+# Step-up: purge, full restore, security-domain upload and role grants at scope "/" need a
+# sign-in within this many seconds (portal/accounts/stepup.py).
+PORTAL_STEP_UP_SECONDS = env_int("PORTAL_STEP_UP_SECONDS", 15 * 60)
+if not 60 <= PORTAL_STEP_UP_SECONDS <= 3600:
+    raise ValueError("PORTAL_STEP_UP_SECONDS must be from 60 to 3600.")
 # API tokens expire this many days after they are issued.
 PORTAL_API_TOKEN_DAYS = env_int("PORTAL_API_TOKEN_DAYS", 90)
 if not 1 <= PORTAL_API_TOKEN_DAYS <= 365:
