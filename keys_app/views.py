@@ -11,6 +11,7 @@ from keys_app.forms import (DURATION_UNITS, ConfirmForm, KeyCreateForm, KeyFilte
 from keys_app.selectors import KeyFilter, inventory_state, key_activity, key_get, key_list
 from keys_app.tables import deleted_key_table, key_table
 from keys_app.spec import spec_from_request, standards_violations
+from portal.accounts.stepup import ensure_recent_sign_in
 from portal.downloads import attachment, csv_lines
 from portal.errors import BadInput, NotFound, PortalError
 from portal.gateway.selectors import hsm_get_for_user, hsm_list
@@ -492,6 +493,8 @@ class KeyPurgeView(HsmKeyMixin, View):
     required_permission = "keys_app.purge_keyrecord"
 
     def post(self, request, hsm_id, name):
+        # Outside _act: the step-up goes to re-authenticate instead of a flash message.
+        ensure_recent_sign_in(request, operation="key.purge")
         return _act(request, lambda: services.key_purge(
             hsm=self.hsm, name=name, actor=request.user, request_id=request.id,
             confirm_name=request.POST.get("confirm_name")) or

@@ -20,7 +20,8 @@ class ErrorOutput(serializers.Serializer):
 
 # Every operation may answer these; 409 and 413 only where a body is read.
 _ALWAYS = {"400": "Bad input: a sentence, and one per field in fields.",
-           "401": "Not signed in, or the token is not valid.",
+           "401": "Not signed in, or the token is not valid; step_up_required: the operation "
+                  "needs a recent sign-in (PORTAL_STEP_UP_SECONDS) in a browser session.",
            "403": "Signed in without the permission this needs.",
            "405": "The path does not take that method (see the Allow header).",
            "503": "The HSM, the audit trail or the task queue is unavailable."}

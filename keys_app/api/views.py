@@ -17,6 +17,7 @@ from keys_app.forms import KeyFilterForm
 from keys_app.selectors import KeyFilter, key_get, key_list
 from keys_app.spec import spec_from_request, standards_violations
 from keys_app.views import keys_csv_response
+from portal.accounts.stepup import ensure_recent_sign_in
 from portal.errors import BadInput
 from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
@@ -211,6 +212,7 @@ class KeyPurgeApi(HsmApi):
 
     @extend_schema(request=ConfirmInput, responses={204: None})
     def post(self, request, hsm_id, name):
+        ensure_recent_sign_in(request, operation="key.purge")
         data = _input(ConfirmInput, request).validated_data
         services.key_purge(hsm=self.hsm(request, hsm_id), name=name, actor=request.user,
                            request_id=request.id, confirm_name=data["confirm_name"])
