@@ -16,6 +16,7 @@ from azure.keyvault.administration import (KeyVaultAccessControlClient, KeyVault
                                            KeyVaultSettingsClient)
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import CryptographyClient
+from azure.keyvault.securitydomain import SecurityDomainClient
 from django.conf import settings
 
 from portal.errors import HsmUnavailable
@@ -123,6 +124,35 @@ def backup(hsm: HsmInstance) -> KeyVaultBackupClient:
     return _client("backup", hsm, KeyVaultBackupClient)
 
 
+def blob_service():
+    """Blob client for the storage account that holds full backups (settings decide which).
+
+    With AZURE_STORAGE_ACCOUNT_KEY it signs with the account key (and SAS tokens are account
+    SAS); without it, the portal's own credential is used (and SAS tokens are user
+    delegation SAS).
+    """
+    from azure.storage.blob import BlobServiceClient
+
+    endpoint = settings.AZURE_STORAGE_BLOB_ENDPOINT.rstrip("/")
+    if not endpoint:
+        raise HsmUnavailable("No backup storage account is configured "
+                             "(AZURE_STORAGE_BLOB_ENDPOINT).", code="storage_not_configured")
+    key = ("blob", endpoint, settings.AZURE_STORAGE_ACCOUNT_NAME,
+           bool(settings.AZURE_STORAGE_ACCOUNT_KEY))
+
+    def build():
+        cred = ({"account_name": settings.AZURE_STORAGE_ACCOUNT_NAME,
+                 "account_key": settings.AZURE_STORAGE_ACCOUNT_KEY}
+                if settings.AZURE_STORAGE_ACCOUNT_KEY else credential())
+        return BlobServiceClient(account_url=endpoint, credential=cred, **_transport_options())
+    return _cached("blob", repr(key), build)
+
+
 def hsm_settings(hsm: HsmInstance) -> KeyVaultSettingsClient:
     """Settings client for one HSM."""
     return _client("settings", hsm, KeyVaultSettingsClient)
+
+
+def security_domain(hsm: HsmInstance) -> SecurityDomainClient:
+    """Security-domain client for one HSM (download/activation, transfer key, upload)."""
+    return _client("security_domain", hsm, SecurityDomainClient)
