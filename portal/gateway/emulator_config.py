@@ -13,7 +13,12 @@ def emulator_environment(endpoints: dict | Path) -> dict[str, str]:
     if isinstance(endpoints, Path):
         endpoints = json.loads(endpoints.read_text())
     admin = endpoints["principals"]["bootstrap-admin"]
-    return {"AZURE_CREDENTIAL": "client_secret", "AZURE_TENANT_ID": endpoints["tenant_id"],
+    storage = endpoints.get("storage") or {}  # Azurite, when the emulator started it
+    storage_env = {"AZURE_STORAGE_BLOB_ENDPOINT": storage["blob_endpoint"],
+                   "AZURE_STORAGE_ACCOUNT_NAME": storage.get("account_name", ""),
+                   "AZURE_STORAGE_ACCOUNT_KEY": storage.get("account_key", "")} if storage else {}
+    return {**storage_env, "AZURE_CREDENTIAL": "client_secret",
+            "AZURE_TENANT_ID": endpoints["tenant_id"],
             "AZURE_CLIENT_ID": admin["client_id"], "AZURE_CLIENT_SECRET": admin["client_secret"],
             "AZURE_AUTHORITY_HOST": endpoints["authority"],
             "AZURE_CA_BUNDLE": endpoints["ca_bundle"],

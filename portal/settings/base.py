@@ -245,6 +245,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {
     "inventory-sync": {"task": "keys_app.tasks.inventory_sync_all",
                        "schedule": env_int("PORTAL_INVENTORY_SYNC_SECONDS", 300)},
+    # dr_app: due backup schedules, retention, and resuming jobs whose worker died.
+    "dr-tick": {"task": "dr_app.tasks.dr_tick", "schedule": 60},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -262,6 +264,16 @@ AZURE_CA_BUNDLE = env_str("AZURE_CA_BUNDLE")
 AZURE_HSM_DNS_SUFFIX = env_str("AZURE_HSM_DNS_SUFFIX", "managedhsm.azure.net")
 HSM_EMULATOR_HOSTS = env_list("HSM_EMULATOR_HOSTS", [])
 AZURE_RETRY_TOTAL = env_int("AZURE_RETRY_TOTAL", 3)
+# Backup storage (dr_app): the blob endpoint of the account holding full backups (path-style
+# for Azurite: https://127.0.0.1:<port>/<account>), its name, and its key (without a key the
+# portal's credential lists blobs and signs user-delegation SAS tokens).
+AZURE_STORAGE_BLOB_ENDPOINT = env_str("AZURE_STORAGE_BLOB_ENDPOINT")
+AZURE_STORAGE_ACCOUNT_NAME = env_str("AZURE_STORAGE_ACCOUNT_NAME")
+AZURE_STORAGE_ACCOUNT_KEY = env_secret("AZURE_STORAGE_ACCOUNT_KEY")
+DR_BACKUP_CONTAINER = env_str("DR_BACKUP_CONTAINER", "mhsm-backups")
+DR_SAS_MINUTES = env_int("DR_SAS_MINUTES", 120)
+DR_JOB_LEASE_SECONDS = env_int("DR_JOB_LEASE_SECONDS", 120)
+DR_JOB_STUCK_HOURS = env_int("DR_JOB_STUCK_HOURS", 2)
 
 # Key standards as code (types, sizes, curves, tags, names, lifetime, default rotation).
 KEY_STANDARDS_FILE = env_str("PORTAL_KEY_STANDARDS_FILE", str(BASE_DIR / "keys_app" / "standards.yaml"))
