@@ -121,4 +121,22 @@ class DrDrill(models.Model):
         return reverse("dr:drill-detail", kwargs={"drill_id": self.pk})
 
 
+class JobLease(models.Model):
+    """Which worker runs a dr_app job and when it last said so (resume after a worker dies).
+
+    The owner is the Job's claim_token; `beat` moves every few seconds while the worker
+    polls the HSM. A lease older than DR_JOB_LEASE_SECONDS lets another worker take the
+    job over (a conditional UPDATE on the claim token), and resume polling with the
+    operation's stored continuation token.
+    """
+
+    job = models.OneToOneField("jobs.Job", primary_key=True, on_delete=models.CASCADE,
+                               related_name="dr_lease")
+    beat = models.DateTimeField(db_index=True)
+    takeovers = models.PositiveSmallIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"lease of job {self.job_id}"
+
+
 from dr_app.models_sd import *  # noqa: E402,F401,F403  (security-domain models, helper 8)
