@@ -108,7 +108,10 @@ def test_created_principal_gets_tokens_and_is_listed_without_secret(emulator):
     listed = {p["client_id"]: p for p in emulator.list_principals()}
     assert listed[principal["client_id"]] == {"client_id": principal["client_id"],
                                               "object_id": principal["object_id"],
-                                              "display_name": "portal-worker"}
+                                              "display_name": "portal-worker",
+                                              "redirect_uris": [], "app_roles": [],
+                                              "identifier_uris": [f"api://{principal['client_id']}"],
+                                              "assignment_required": False}
 
 
 def test_endpoints_document_is_complete(emulator):

@@ -36,9 +36,10 @@ class EmulatorProcess:
     """One emulator child process and helpers to use it."""
 
     def __init__(self, state_dir: Path, hsms: tuple[str, ...] = ("primary", "secondary"), ephemeral: bool = True,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 extra_args: tuple[str, ...] = (), unactivated: tuple[str, ...] = ()) -> None:
         self.state_dir = Path(state_dir)
-        self.hsms = tuple(hsms)
+        self.hsms = tuple(dict.fromkeys(tuple(hsms) + tuple(unactivated)))
+        self.unactivated = tuple(unactivated)
         self.ephemeral = ephemeral
         self.extra_args = tuple(extra_args)
         self.endpoints: dict[str, Any] = {}
@@ -57,6 +58,8 @@ class EmulatorProcess:
         args = [sys.executable, "-m", "hsm_emulator", "serve", "--state-dir", str(self.state_dir), "--port", "0"]
         for name in self.hsms:
             args += ["--hsm", name]
+        for name in self.unactivated:
+            args += ["--unactivated", name]
         if self.ephemeral:
             args.append("--ephemeral")
         args += list(self.extra_args)
@@ -157,12 +160,46 @@ class EmulatorProcess:
         except urllib.error.HTTPError as exc:
             raise EmulatorError(f"{method} {path}: {exc.code} {exc.read().decode(errors='replace')}") from exc
 
-    def create_principal(self, display_name: str) -> dict:
-        """A new service principal: ``client_id``, ``client_secret``, ``object_id``, ``display_name``."""
+    def create_principal(self, display_name: str, **registration: Any) -> dict:
+        """A new service principal: ``client_id``, ``client_secret``, ``object_id``, ``display_name``.
+
+        ``registration`` may add ``redirect_uris``, ``app_roles`` (values or objects),
+        ``identifier_uris``, ``assignment_required`` and ``roles`` (``{client_id: [role]}``:
+        app roles this principal holds on other applications)."""
         principal = self._control(self.endpoints["authority"], "POST", "/_emulator/principals",
-                                  {"display_name": display_name})
+                                  {"display_name": display_name, **registration})
         self.principals[display_name] = principal
         return principal
+
+    def update_principal(self, client_id: str, **registration: Any) -> dict:
+        """Change an application's ``redirect_uris``, ``app_roles``, ``identifier_uris``, ``assignment_required``."""
+        return self._control(self.endpoints["authority"], "PATCH", f"/_emulator/principals/{client_id}",
+                             registration)
+
+    def create_user(self, user_principal_name: str, roles: Optional[dict] = None, **fields: Any) -> dict:
+        """A new user (``display_name``, ``password``, ``groups`` optional) holding ``roles``
+        (``{app client_id: [role values]}``); the answer carries ``object_id`` and ``password``."""
+        return self._control(self.endpoints["authority"], "POST", "/_emulator/users",
+                             {"user_principal_name": user_principal_name, "roles": roles or {}, **fields})
+
+    def create_group(self, display_name: str, members: tuple[str, ...] = ()) -> dict:
+        """A new security group with these users (object ids) as members."""
+        return self._control(self.endpoints["authority"], "POST", "/_emulator/groups",
+                             {"display_name": display_name, "members": list(members)})
+
+    def assign_app_role(self, principal_id: str, resource: str, role: str, remove: bool = False) -> dict:
+        """Give (or with ``remove`` take back) app role ``role`` of application ``resource`` (client id)
+        to a user or service principal (object id, or a service principal's client id)."""
+        return self._control(self.endpoints["authority"], "DELETE" if remove else "POST",
+                             "/_emulator/app-role-assignments",
+                             {"principal_id": principal_id, "resource": resource, "role": role})
+
+    def age_sign_ins(self, seconds: int, user_id: Optional[str] = None) -> int:
+        """Make browser sign-ins at the authority ``seconds`` older (``max_age`` tests)."""
+        body: dict[str, Any] = {"seconds": seconds}
+        if user_id:
+            body["user_id"] = user_id
+        return self._control(self.endpoints["authority"], "POST", "/_emulator/sign-ins/age", body)["sessions"]
 
     def list_principals(self) -> list[dict]:
         """All principals, without secrets."""
@@ -193,6 +230,10 @@ class EmulatorProcess:
     def set_properties(self, hsm: str = "primary", **changes: Any) -> dict:
         """Change ARM-owned HSM properties: ``retention_days`` (7-90), ``purge_protection``."""
         return self._control(self.hsm_url(hsm), "PATCH", "/_emulator/properties", changes)
+
+    def provision(self, hsm: str) -> dict:
+        """Make ``hsm`` a newly provisioned, un-activated HSM (keys, roles, settings, domain discarded)."""
+        return self._control(self.hsm_url(hsm), "POST", "/_emulator/provision")
 
     def health(self, hsm: str = "primary") -> dict:
         """The HSM's readiness document."""
