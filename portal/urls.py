@@ -33,6 +33,7 @@ api_patterns = ([
     path("audit-events/", audit_api.AuditEventListApi.as_view(), name="audit-event-list"),
     path("tokens/", accounts_api.TokenListApi.as_view(), name="token-list"),
     path("tokens/<int:token_id>/", accounts_api.TokenDetailApi.as_view(), name="token-detail"),
+    path("", include("portal.approvals.api.urls")),
     path("", include("keys_app.api.urls")),
     path("", include("dr_app.api.urls")),
 ], "api")
@@ -47,6 +48,7 @@ urlpatterns = [
     path("hsms/<str:hsm_id>/", include("keys_app.urls")),
     path("keys/", include("keys_app.urls_home")),
     path("jobs/", include("portal.jobs.urls")),
+    path("approvals/", include("portal.approvals.urls")),
     path("", include("dr_app.urls")),
     path("api/v1/", include(api_patterns)),
     path("api/schema/", views.ApiSchemaView.as_view(), name="api-schema"),
