@@ -1,1 +1,73 @@
-"""Reads for backup catalog, schedules and DR drills."""
+"""Reads for the backup catalog, schedules, restores and DR drills (ORM only)."""
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+
+from dr_app.models import BackupRecord, BackupSchedule, DrDrill
+from portal.jobs.models import Job
+
+DR_KINDS = ("dr.backup", "dr.restore", "dr.drill")
+
+
+def backup_list(*, hsm=None, status: str = "") -> QuerySet[BackupRecord]:
+    """The catalog, newest first: what the portal ran and what storage holds."""
+    qs = BackupRecord.objects.select_related("hsm", "job", "schedule")
+    if hsm is not None:
+        qs = qs.filter(hsm=hsm)
+    if status:
+        qs = qs.filter(status=status)
+    return qs.order_by("-started", "-id")
+
+
+def backup_restorable(*, hsm=None) -> QuerySet[BackupRecord]:
+    """Backups a restore may use (succeeded or found in storage, not deleted)."""
+    return backup_list(hsm=hsm).filter(status__in=(BackupRecord.Status.SUCCEEDED,
+                                                   BackupRecord.Status.FOUND)).exclude(folder="")
+
+
+def backup_latest(*, hsm) -> BackupRecord | None:
+    """The HSM's newest successful backup."""
+    return backup_list(hsm=hsm, status=BackupRecord.Status.SUCCEEDED).order_by(
+        "-finished").first()
+
+
+def schedule_list(*, hsm=None) -> QuerySet[BackupSchedule]:
+    qs = BackupSchedule.objects.select_related("hsm", "last_job")
+    return qs.filter(hsm=hsm) if hsm is not None else qs
+
+
+def schedule_get(*, hsm, schedule_id: int) -> BackupSchedule:
+    return get_object_or_404(BackupSchedule, hsm=hsm, pk=schedule_id)
+
+
+def dr_job_list(*, hsm=None, kind: str = "") -> QuerySet[Job]:
+    """Backup, restore and drill jobs, newest first."""
+    qs = Job.objects.select_related("hsm").filter(kind__in=DR_KINDS)
+    if hsm is not None:
+        qs = qs.filter(hsm=hsm)
+    if kind:
+        qs = qs.filter(kind=kind)
+    return qs.order_by("-created", "-id")
+
+
+def jobs_needing_attention() -> QuerySet[Job]:
+    """dr_app jobs with no final status DR_JOB_STUCK_HOURS after they were created."""
+    cutoff = timezone.now() - timedelta(hours=settings.DR_JOB_STUCK_HOURS)
+    return Job.objects.filter(kind__in=DR_KINDS, status__in=(Job.Status.QUEUED,
+                                                             Job.Status.RUNNING),
+                              created__lt=cutoff).order_by("created")
+
+
+def jobs_needing_attention_count(user=None) -> int:
+    return jobs_needing_attention().count()
+
+
+def drill_list() -> QuerySet[DrDrill]:
+    return DrDrill.objects.select_related("job").order_by("-created", "-id")
+
+
+def drill_get(*, drill_id: int) -> DrDrill:
+    return get_object_or_404(DrDrill.objects.select_related("job"), pk=drill_id)

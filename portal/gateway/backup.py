@@ -351,3 +351,28 @@ def _matches(action: str, patterns: list[str]) -> bool:
         if pattern == action or (pattern.endswith("*") and action.startswith(pattern[:-1])):
             return True
     return False
+
+
+def hsm_snapshot(hsm) -> dict:
+    """What a restore must reproduce: each key's versions and state, and role assignments.
+
+    {"keys": {name: {"versions": [ids, sorted], "enabled": bool, "kty": str,
+    "tags": {...}}}, "role_assignments": [[name, scope, principal, role], ...] sorted}.
+    Role definitions are compared by their GUID (the same built-in role on two HSMs).
+    """
+    from portal.gateway.clients import keys
+
+    snapshot: dict = {"keys": {}, "role_assignments": []}
+    with translated_errors(hsm=hsm.name):
+        client = keys(hsm)
+        for props in client.list_properties_of_keys():
+            versions = sorted(v.version for v in client.list_properties_of_key_versions(props.name))
+            snapshot["keys"][props.name] = {"versions": versions, "enabled": bool(props.enabled),
+                                            "tags": dict(props.tags or {})}
+        for assignment in access_control(hsm).list_role_assignments("/"):
+            p = assignment.properties
+            snapshot["role_assignments"].append(
+                [assignment.name, p.scope, p.principal_id,
+                 (p.role_definition_id or "").rsplit("/", 1)[-1]])
+    snapshot["role_assignments"].sort()
+    return snapshot
