@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
 from portal.gateway.clients import security_domain
 from portal.gateway.errors import translated_errors
@@ -86,7 +87,12 @@ def transfer_key(hsm) -> dict:
     """The HSM's exchange (transfer) key for a recovery, as its JWK (public)."""
     with translated_errors(hsm=hsm.name):
         result = security_domain(hsm).get_transfer_key()
-    return dict(result.transfer_key)  # wire names: kid, kty, n, e, x5c, x5t#S256
+    key = result.get("transfer_key") if hasattr(result, "get") else result.transfer_key
+    # The service sends the JWK as a JSON string inside the JSON (the CLI json.loads it);
+    # accept an object too.
+    if isinstance(key, (str, bytes)):
+        key = json.loads(key)
+    return dict(key)  # wire names: kid, kty, n, e, x5c, x5t#S256
 
 
 def upload_begin(hsm, *, security_domain_text: str) -> None:
