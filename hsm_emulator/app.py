@@ -32,13 +32,15 @@ from concurrent.futures import Executor
 from typing import Optional
 from urllib.parse import unquote
 
+from .backup import FullBackup
 from .errors import HsmError, access_denied, bad_parameter
 from .faults import FaultInjector, Throttle
 from .hsm import HsmProperties, SecurityDomain
 from .keys import KeyStore
 from .rbac import Rbac
+from .security_domain import HsmSecurityDomain
 from .routing import Call, Reply, Route, control_refusal, dumps, is_loopback
-from .settings import Settings
+from .settings import DEFAULTS as SETTING_DEFAULTS, Settings
 from .state import Sealer, Store
 from .tokens import HSM_RESOURCE, TokenValidator
 
@@ -67,23 +69,59 @@ class HsmApp:
 
     def __init__(self, props: HsmProperties, domain: SecurityDomain, store: Store, sealer: Sealer,
                  validator: TokenValidator, tenant_id: str, control_secret: str,
-                 executor: Optional[Executor] = None, throttle: bool = False) -> None:
+                 executor: Optional[Executor] = None, throttle: bool = False, activated: bool = True) -> None:
         self.props = props
         self._control_secret = control_secret
         self._store = store
         props.load(store)
         self.keys = KeyStore(props, domain, store, sealer, executor)
+        # Activation state and the HSM's own security domain (replaces keys.domain when restored).
+        self.sd = HsmSecurityDomain(props, domain, store, sealer, self._set_domain, executor, activated=activated)
+        self.bootstrap_oid: Optional[str] = None
         self.rbac = Rbac(store, props.name)
         self.settings = Settings(store, props.name)
         self.faults = FaultInjector()
         self.throttle = Throttle() if throttle else None
         self._validator = validator
+        self.backup = FullBackup(self, store)
         # RBAC routes first: their scope prefix may itself start with /keys/<name>.
-        self._routes: list[Route] = self.rbac.routes() + self.settings.routes() + self.keys.routes()
+        # Backup/restore routes before the key routes (PUT /keys/<name>/restore).
+        self._routes: list[Route] = (self.backup.routes() + self.sd.routes() + self.rbac.routes()
+                                     + self.settings.routes() + self.keys.routes())
         self._challenge = (
             f'Bearer authorization="{LOGIN_HOST}/{tenant_id}", resource="{HSM_RESOURCE}"'
         ).encode()
         self._region = props.region.encode()
+
+    @property
+    def security_domain_id(self) -> str:
+        """Id of the security domain this HSM belongs to (HSMs sharing one restore each other's backups)."""
+        return self.keys.domain.id
+
+    def _set_domain(self, domain: SecurityDomain) -> None:
+        self.keys.domain = domain
+
+    def bootstrap(self, oid: str) -> None:
+        """Grant the bootstrap admin its roles (on first start, and again when re-provisioned)."""
+        self.bootstrap_oid = oid
+        self.rbac.bootstrap(oid)
+
+    def reprovision(self) -> None:
+        """Make this HSM a newly provisioned one: no keys, roles, settings, domain; not activated."""
+        scope = f"hsm:{self.props.name}"
+        for kind in ("key", "role_definition", "role_assignment", "setting"):
+            for doc_id in self._store.load(scope, kind):
+                self._store.delete(scope, kind, doc_id)
+        self._store.delete(scope, "meta", "rbac-bootstrap")
+        self.keys.live.clear()
+        self.keys.deleted.clear()
+        self.rbac.custom.clear()
+        self.rbac.assignments.clear()
+        self.rbac._reindex()
+        self.settings.values = {name: value for name, value in SETTING_DEFAULTS.items()}
+        self.sd.reprovision()
+        if self.bootstrap_oid:
+            self.rbac.bootstrap(self.bootstrap_oid)
 
     # -- ASGI ---------------------------------------------------------------------
 
@@ -117,6 +155,8 @@ class HsmApp:
                 raise self._no_route(method, path)
             if route.api_version:
                 _check_api_version(scope["query_string"])
+            self.sd.gate(path)
+            self.backup.gate(route)
             if self.throttle is not None:
                 self.throttle.admit(route.action)
             if route.action is not None:
@@ -188,6 +228,13 @@ class HsmApp:
                 self.keys.invalidate()
             return 200, {"retention_days": self.props.retention_days,
                          "purge_protection": self.props.purge_protection}
+        if path == "/_emulator/provision" and method == "POST":
+            self.reprovision()
+            return 200, {"hsm": self.props.name, "activated": False}
+        if path.startswith("/_emulator/backup"):
+            answer = self.backup.control(method, path, body)
+            if answer is not None:
+                return answer
         if path == "/_emulator/faults":
             if method == "GET":
                 return 200, {"value": self.faults.list()}

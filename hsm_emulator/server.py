@@ -33,8 +33,10 @@ import uvicorn
 from .app import HsmApp
 from .arm import ResourceManager
 from .certs import CA_KEY_FILE, SERVER_KEY_FILE, TlsFiles, ensure_tls
+from .graph import Graph
 from .hsm import HsmProperties, SecurityDomain
 from .state import STATE_DB, STATE_KEY, Sealer, Store, write_atomic
+from .storage import Azurite, StorageAccess, StorageConfig
 from .tokens import BOOTSTRAP_ADMIN, HSM_RESOURCE, Authority, TokenValidator
 
 ENDPOINTS_FILE = "endpoints.json"
@@ -53,6 +55,14 @@ class Options:
     hsms: tuple[str, ...] = DEFAULT_HSMS
     ephemeral: bool = False
     throttle: bool = False
+    unactivated: tuple[str, ...] = ()
+    # Blob storage for full backups: "azurite" (start it), "none", or an external endpoint.
+    storage: str = "azurite"
+    blob_endpoint: Optional[str] = None
+    blob_account_name: Optional[str] = None
+    blob_account_key: Optional[str] = None
+    lro_retry_after: int = 1
+    restore_backup_window: int = 1800
     workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
 
 
@@ -83,16 +93,41 @@ class Emulator:
         arm_sock = self._bind(0)
         self.resource_manager_url = f"https://{url_host}:{arm_sock.getsockname()[1]}"
         self._apps[arm_sock.getsockname()[1]] = ResourceManager(self.authority).app()
+        graph_sock = self._bind(0)
+        self.graph_url = f"https://{url_host}:{graph_sock.getsockname()[1]}"
+        # Graph tokens may name this URL as their resource (the Azure CLI asks for its cloud's Graph URL).
+        self.authority.extra_resources.add(self.graph_url)
+        self._apps[graph_sock.getsockname()[1]] = Graph(self.authority, self.graph_url).app()
         validator = TokenValidator(self.authority, HSM_RESOURCE)
+        self.azurite: Optional[Azurite] = None
+        self.storage: Optional[StorageConfig] = self._storage_config(state_dir)
         self.hsms: dict[str, HsmApp] = {}
         for name in options.hsms:
             sock = self._bind(0)
             props = HsmProperties(name=name, base_url=f"https://{url_host}:{sock.getsockname()[1]}")
             hsm = HsmApp(props, self.domain, self.store, self.sealer, validator, self.authority.tenant_id,
-                         self.control_secret, self.executor, throttle=options.throttle)
-            hsm.rbac.bootstrap(self.admin.object_id)
+                         self.control_secret, self.executor, throttle=options.throttle,
+                         activated=name not in options.unactivated)
+            hsm.bootstrap(self.admin.object_id)
+            hsm.backup.storage = StorageAccess(self.storage)
+            hsm.backup.retry_after = options.lro_retry_after
+            hsm.backup.restore_window = options.restore_backup_window
             self.hsms[name] = hsm
             self._apps[sock.getsockname()[1]] = hsm
+
+    def _storage_config(self, state_dir: Path) -> Optional[StorageConfig]:
+        options = self.options
+        if options.blob_endpoint:
+            return StorageConfig(options.blob_endpoint.rstrip("/"), options.blob_account_name or "",
+                                 options.blob_account_key or "")
+        if options.storage != "azurite":
+            return None
+        if not Azurite.available():
+            print("hsm_emulator: Azurite is not installed (npm ci); serving without blob storage.", flush=True)
+            return None
+        self.azurite = Azurite(state_dir, self.store, self.sealer, self.tls.server_cert, self.tls.server_key,
+                               self.tls.ca_bundle, ephemeral=options.ephemeral)
+        return self.azurite.config
 
     def _bind(self, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET6 if ":" in self.options.host else socket.AF_INET, socket.SOCK_STREAM)
@@ -118,6 +153,9 @@ class Emulator:
             "authority": self.authority.base_url,
             "tenant_id": self.authority.tenant_id,
             "resource_manager": self.resource_manager_url,
+            "arm": self.resource_manager_url,
+            "storage": self.storage.public() if self.storage else None,
+            "graph": self.graph_url,
             "hsms": {name: hsm.props.base_url for name, hsm in self.hsms.items()},
             "principals": {BOOTSTRAP_ADMIN: {"client_id": admin.client_id, "client_secret": admin.client_secret,
                                              "object_id": admin.object_id}},
@@ -139,17 +177,28 @@ class Emulator:
             timeout_graceful_shutdown=1,
         )
         server = uvicorn.Server(config)
+        if self.azurite is not None:
+            self.azurite.start()
         publisher = asyncio.create_task(self._publish_when_started(server))
         try:
             await server.serve(sockets=self.sockets)
         finally:
             publisher.cancel()
+            if self.azurite is not None:
+                self.azurite.stop()
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.store.close()
 
     async def _publish_when_started(self, server: uvicorn.Server) -> None:
         while not server.started:
             await asyncio.sleep(0.01)
+        if self.azurite is not None:
+            try:
+                await self.azurite.wait_ready()
+            except RuntimeError as exc:
+                print(f"hsm_emulator: {exc}", file=sys.stderr, flush=True)
+                server.should_exit = True
+                return
         endpoints = self.endpoints()
         write_atomic(self.state_dir / ENDPOINTS_FILE, json.dumps(endpoints, indent=2).encode(), mode=0o600)
         hsm_list = " ".join(f"{name}={url}" for name, url in endpoints["hsms"].items())
@@ -204,10 +253,29 @@ def main(argv: Optional[list[str]] = None) -> int:
                      help="an HSM to serve (repeatable; default: primary and secondary)")
     run.add_argument("--ephemeral", action="store_true", help="keep state in memory only")
     run.add_argument("--throttle", action="store_true", help="answer 429 beyond one partition's published capacity")
+    run.add_argument("--unactivated", action="append", default=[], metavar="NAME",
+                     help="an HSM that starts un-activated, as newly provisioned (repeatable; added to the HSMs)")
+    run.add_argument("--no-storage", action="store_true", help="start no Azurite (no blob storage for backups)")
+    run.add_argument("--blob-endpoint", metavar="URL",
+                     help="use this blob endpoint (account URL) for backups instead of starting Azurite")
+    run.add_argument("--blob-account-name", metavar="NAME", help="account name of --blob-endpoint")
+    run.add_argument("--blob-account-key", metavar="KEY", help="account key of --blob-endpoint")
+    run.add_argument("--lro-retry-after", type=int, default=1, metavar="SECONDS",
+                     help="Retry-After of backup/restore operations (the service sends 10; default 1)")
+    run.add_argument("--restore-backup-window", type=int, default=1800, metavar="SECONDS",
+                     help="a full restore needs a full backup of the target this recent (default 1800)")
     args = parser.parse_args(argv)
+    if not 1 <= args.lro_retry_after <= 60:
+        parser.error("--lro-retry-after must be 1 to 60 seconds")
+    if not 0 <= args.restore_backup_window <= 7 * 86400:
+        parser.error("--restore-backup-window must be 0 to 604800 seconds")
     hsms = tuple(dict.fromkeys(args.hsms)) if args.hsms else DEFAULT_HSMS
+    hsms = tuple(dict.fromkeys(hsms + tuple(args.unactivated)))
     serve(Options(state_dir=args.state_dir, host=args.host, port=args.port, hsms=hsms,
-                  ephemeral=args.ephemeral, throttle=args.throttle))
+                  ephemeral=args.ephemeral, throttle=args.throttle, unactivated=tuple(args.unactivated),
+                  storage="none" if args.no_storage else "azurite", blob_endpoint=args.blob_endpoint,
+                  blob_account_name=args.blob_account_name, blob_account_key=args.blob_account_key,
+                  lro_retry_after=args.lro_retry_after, restore_backup_window=args.restore_backup_window))
     return 0
 
 
