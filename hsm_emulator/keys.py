@@ -135,14 +135,17 @@ class KeyStore:
     # -- persistence --------------------------------------------------------------
 
     def _save(self, entry: KeyEntry) -> None:
-        self._store.put(self._scope, "key", entry.name.lower(), {
+        self._store.put(self._scope, "key", entry.name.lower(), self._entry_doc(entry, sealed=True))
+
+    def _entry_doc(self, entry: KeyEntry, sealed: bool) -> dict:
+        return {
             "name": entry.name,
             "seq": entry.seq,
             "rotation_policy": entry.rotation_policy,
             "deleted_date": entry.deleted_date,
             "scheduled_purge": entry.scheduled_purge,
-            "versions": [self._version_doc(v, sealed=True) for v in entry.versions.values()],
-        })
+            "versions": [self._version_doc(v, sealed=sealed) for v in entry.versions.values()],
+        }
 
     def _version_doc(self, ver: KeyVersion, sealed: bool) -> dict:
         raw = ver.material.to_bytes()
@@ -172,6 +175,52 @@ class KeyStore:
             ver = self._version_from_doc(ver_doc, sealed=True)
             entry.versions[ver.version] = ver
         return entry
+
+    # -- full backup and restore (backup.py) -----------------------------------------
+
+    def export_entries(self) -> list[dict]:
+        """Every key, live and soft-deleted, with its versions' plain material: a full backup's content.
+
+        Runs on the event loop (a consistent snapshot); the caller encrypts it.
+        """
+        entries = sorted([*self.live.values(), *self.deleted.values()], key=lambda e: e.seq)
+        return [self._entry_doc(entry, sealed=False) for entry in entries]
+
+    def entries_from_export(self, docs: list[dict]) -> list[KeyEntry]:
+        """``KeyEntry`` objects from ``export_entries`` documents; touches no state (any thread)."""
+        entries = []
+        for doc in docs:
+            entry = KeyEntry(doc["name"], doc["seq"], rotation_policy=doc.get("rotation_policy"),
+                             deleted_date=doc.get("deleted_date"), scheduled_purge=doc.get("scheduled_purge"))
+            for ver_doc in doc["versions"]:
+                ver = self._version_from_doc(ver_doc, sealed=False)
+                entry.versions[ver.version] = ver
+            entries.append(entry)
+        return entries
+
+    def sealed_docs(self, entries: list[KeyEntry]) -> dict[str, dict]:
+        """The store documents of ``entries`` (material sealed); touches no state (any thread)."""
+        return {entry.name.lower(): self._entry_doc(entry, sealed=True) for entry in entries}
+
+    def replace_all(self, entries: list[KeyEntry], sealed_docs: Optional[dict[str, dict]] = None) -> None:
+        """Make ``entries`` the HSM's whole key set (a full restore), persisted in one transaction."""
+        self.live = {e.name.lower(): e for e in entries if e.deleted_date is None}
+        self.deleted = {e.name.lower(): e for e in entries if e.deleted_date is not None}
+        self._seq = max([self._seq, *(e.seq for e in entries)])
+        if self._store.durable:
+            self._store.replace_kind(self._scope, "key", sealed_docs or self.sealed_docs(entries))
+
+    def has_name(self, name: str) -> bool:
+        """Whether a live or soft-deleted key holds ``name``."""
+        self._purge_expired()
+        return name.lower() in self.live or name.lower() in self.deleted
+
+    def add_restored(self, entry: KeyEntry) -> None:
+        """Add one key restored from a full backup (selective restore) under a new sequence number."""
+        entry.seq = self._next_seq()
+        entry.deleted_date = entry.scheduled_purge = None
+        self.live[entry.name.lower()] = entry
+        self._save(entry)
 
     def _next_seq(self) -> int:
         self._seq += 1

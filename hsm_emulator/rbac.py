@@ -124,6 +124,18 @@ class Rbac:
             self._put_assignment(str(uuid.uuid4()), "/", oid, DEFINITION_ID_PREFIX + role)
         self._store.put(self._scope, "meta", "rbac-bootstrap", {"principal": oid})
 
+    def export_state(self) -> dict:
+        """Custom role definitions and every role assignment, for a full backup."""
+        return {"definitions": list(self.custom.values()), "assignments": list(self.assignments.values())}
+
+    def replace_state(self, state: dict) -> None:
+        """Take the role definitions and assignments of a full backup, replacing these."""
+        self.custom = {d["name"].lower(): d for d in state.get("definitions", [])}
+        self.assignments = {a["name"].lower(): a for a in state.get("assignments", [])}
+        self._store.replace_kind(self._scope, "role_definition", self.custom)
+        self._store.replace_kind(self._scope, "role_assignment", self.assignments)
+        self._reindex()
+
     def _put_assignment(self, name: str, scope: str, principal_id: str, definition_id: str) -> dict:
         prefix = "" if scope == "/" else scope
         assignment = {

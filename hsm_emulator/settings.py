@@ -28,6 +28,15 @@ class Settings:
         """A setting's current value; KeyError if unknown."""
         return self.values[self._canonical(name)]
 
+    def export_state(self) -> dict:
+        """The settings' values, for a full backup."""
+        return dict(self.values)
+
+    def replace_state(self, values: dict) -> None:
+        """Take the settings of a full backup (unknown names are ignored)."""
+        self.values = {name: str(values.get(name, default)) for name, default in DEFAULTS.items()}
+        self._store.replace_kind(self._scope, "setting", {name: {"value": v} for name, v in self.values.items()})
+
     def _canonical(self, name: str) -> str:
         for known in self.values:
             if known.lower() == name.lower():

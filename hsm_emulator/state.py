@@ -127,6 +127,24 @@ class Store:
         with self._lock:
             self._db.execute("DELETE FROM docs WHERE scope = ? AND kind = ? AND id = ?", (scope, kind, doc_id))
 
+    def replace_kind(self, scope: str, kind: str, docs: dict[str, Any]) -> None:
+        """Replace every document of one kind in one scope by ``docs``, in one transaction.
+
+        Used by a full restore, which swaps an HSM's whole key set or RBAC at once.
+        """
+        if self._db is None:
+            return
+        rows = [(scope, kind, doc_id, json.dumps(doc, separators=(",", ":"))) for doc_id, doc in docs.items()]
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.execute("DELETE FROM docs WHERE scope = ? AND kind = ?", (scope, kind))
+                self._db.executemany("INSERT INTO docs (scope, kind, id, doc) VALUES (?, ?, ?, ?)", rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def close(self) -> None:
         """Close the database; later calls fail."""
         if self._db is not None:
