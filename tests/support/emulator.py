@@ -235,6 +235,18 @@ class EmulatorProcess:
         """Make ``hsm`` a newly provisioned, un-activated HSM (keys, roles, settings, domain discarded)."""
         return self._control(self.hsm_url(hsm), "POST", "/_emulator/provision")
 
+    def backup_state(self, hsm: str = "primary") -> dict:
+        """The HSM's backup/restore jobs (``jobs``), ``restoring`` and ``last_full_backup``."""
+        return self._control(self.hsm_url(hsm), "GET", "/_emulator/backup")
+
+    def hold_backup_jobs(self, min_job_ms: int, hsm: str = "primary") -> dict:
+        """Keep each backup/restore job of ``hsm`` in progress at least ``min_job_ms`` (0 turns it off)."""
+        return self._control(self.hsm_url(hsm), "PATCH", "/_emulator/backup", {"min_job_ms": min_job_ms})
+
+    def age_backups(self, seconds: int, hsm: str = "primary") -> dict:
+        """Move ``hsm``'s completed full backups ``seconds`` into the past (the 30-minute restore rule)."""
+        return self._control(self.hsm_url(hsm), "POST", "/_emulator/backup/age", {"seconds": seconds})
+
     def health(self, hsm: str = "primary") -> dict:
         """The HSM's readiness document."""
         return self._control(self.hsm_url(hsm), "GET", "/_emulator/health")
