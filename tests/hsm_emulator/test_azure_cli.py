@@ -64,7 +64,9 @@ def signed_in(az, emulator):
             "activeDirectoryResourceId": "https://management.core.windows.net/",
             "management": "https://management.core.windows.net/",
             "resourceManager": endpoints["resource_manager"] + "/",
-            "microsoftGraphResourceId": "https://graph.microsoft.com/",
+            # The CLI sends Graph requests to this address and asks for tokens for it:
+            # the emulator's Graph (principal look-ups for role assignments).
+            "microsoftGraphResourceId": endpoints["graph"] + "/",
         },
         # keyvaultDns must be set (the CLI reads it for every keyvault command); no
         # mhsmDns, so --hsm-name takes the HSM's host:port as it is.
@@ -118,6 +120,41 @@ def test_az_keyvault_key_lifecycle_and_settings(signed_in, az, emulator, key_cli
     settings = az("keyvault", "setting", "list", *hsm)
     assert {"name": "AllowKeyManagementOperationsThroughARM", "settingType": "boolean",
             "value": "false"} in settings
+
+
+def test_az_keyvault_role_assignment_create_and_list_resolve_principals_through_graph(signed_in, az, emulator,
+                                                                                     access_client):
+    hsm = ["--hsm-name", emulator.hsm_url().removeprefix("https://")]
+    tag = uuid.uuid4().hex[:8]
+    user = emulator.create_user(f"cli.{tag}@contoso.test", display_name=f"CLI user {tag}")
+    app = emulator.create_principal(f"cli-app-{tag}")
+    scope = f"/keys/cli-{tag}"
+
+    by_upn = az("keyvault", "role", "assignment", "create", *hsm, "--role", "Managed HSM Crypto User",
+                "--scope", scope, "--assignee", user["user_principal_name"])
+    assert (by_upn["principalId"], by_upn["principalName"], by_upn["principalType"]) == (
+        user["object_id"], user["user_principal_name"], "User")
+    assert by_upn["roleName"] == "Managed HSM Crypto User"
+    # A service principal by one of its servicePrincipalNames (its identifier URI).
+    by_spn = az("keyvault", "role", "assignment", "create", *hsm, "--role", "Managed HSM Crypto Auditor",
+                "--scope", scope, "--assignee", f"api://{app['client_id']}")
+    assert (by_spn["principalId"], by_spn["principalName"], by_spn["principalType"]) == (
+        app["object_id"], app["client_id"], "ServicePrincipal")
+    # An object id is taken as it is; the answer still names the principal (getByIds).
+    by_oid = az("keyvault", "role", "assignment", "create", *hsm, "--role", "Managed HSM Crypto Officer",
+                "--scope", scope, "--assignee", user["object_id"])
+    assert by_oid["principalName"] == user["user_principal_name"]
+
+    on_hsm = {(a.properties.principal_id, a.properties.scope) for a in access_client.list_role_assignments(scope)}
+    assert {(user["object_id"], scope), (app["object_id"], scope)} <= on_hsm
+
+    listed = az("keyvault", "role", "assignment", "list", *hsm, "--scope", scope,
+                "--assignee", user["user_principal_name"])
+    assert sorted(a["roleName"] for a in listed) == ["Managed HSM Crypto Officer", "Managed HSM Crypto User"]
+    assert {a["principalName"] for a in listed} == {user["user_principal_name"]}
+    everyone = az("keyvault", "role", "assignment", "list", *hsm, "--scope", scope)
+    names = {a["principalId"]: (a["principalName"], a["principalType"]) for a in everyone}
+    assert names[app["object_id"]] == (app["client_id"], "ServicePrincipal")
 
 
 def _b64(text: str) -> bytes:
