@@ -11,7 +11,7 @@ from django.utils import timezone
 from portal.accounts.models import TOKEN_PREFIX_LEN, ApiToken, token_digest
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
-from portal.errors import BadInput, NotFound
+from portal.errors import BadInput, Conflict, NotFound
 from portal.permissions import ROLES
 
 MAX_TOKEN_DAYS = 365
@@ -82,3 +82,76 @@ def user_ensure(*, username: str, role: str, password: str | None) -> tuple[obje
         user = User.objects.create_user(username=username, password=password)
         user.groups.add(Group.objects.get(name=role))
     return user, password
+
+
+def entra_roles(*, app_roles, groups) -> list[str]:
+    """Portal roles from a token's app roles (ENTRA_ROLE_MAP) and groups (ENTRA_GROUP_MAP)."""
+    role_map = settings.ENTRA_ROLE_MAP
+    group_map = {key.lower(): value for key, value in settings.ENTRA_GROUP_MAP.items()}
+    found = {role_map[r] for r in app_roles if r in role_map}
+    found |= {group_map[g.lower()] for g in groups if g.lower() in group_map}
+    return sorted(found & set(ROLES))
+
+
+def _derived_username(claims, taken) -> str:
+    base = (claims.username or f"entra-{claims.object_id}").lower()[:150]
+    if not taken(base):
+        return base
+    return f"{base[:140]}~{claims.object_id[:8]}"
+
+
+def directory_user_sync(*, claims, request_id: str, kind: str = "user"):
+    """The portal user of a directory principal (by object id + tenant id), created on its
+    first sign-in, with its portal roles set from the token (removed ones taken away).
+
+    Returns (user, roles). Creation and every role change are audited in the same
+    transaction. `kind` is "user" (interactive sign-in) or "service_principal" (API bearer).
+    The user has no usable password: it signs in only through the directory.
+    """
+    from django.db import IntegrityError
+
+    from portal.accounts.identity import identity_link
+    from portal.accounts.models import DirectoryIdentity
+
+    User = get_user_model()
+    roles = entra_roles(app_roles=claims.app_roles, groups=claims.groups)
+    for _attempt in range(3):
+        try:
+            with transaction.atomic():
+                row = (DirectoryIdentity.objects.select_for_update().select_related("user")
+                       .filter(object_id=claims.object_id, tenant_id=claims.tenant_id,
+                               user__password__startswith="!")
+                       .order_by("pk").first())
+                if row is None:
+                    name = _derived_username(
+                        claims, lambda n: User.objects.filter(username=n).exists())
+                    audit_record(actor=None, action="user.create", target=f"user:{name}",
+                                 request_id=request_id, outcome=AuditEvent.Outcome.RECORDED,
+                                 detail={"source": "entra", "kind": kind,
+                                         "object_id": claims.object_id,
+                                         "tenant_id": claims.tenant_id})
+                    user = User(username=name, first_name=claims.display_name[:150])
+                    user.set_unusable_password()
+                    user.save()
+                    identity_link(user=user, object_id=claims.object_id,
+                                  tenant_id=claims.tenant_id)
+                else:
+                    user = row.user
+                    if not user.is_active:
+                        return user, []
+                current = set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
+                if current != set(roles):
+                    audit_record(actor=None, action="user.roles_sync",
+                                 target=f"user:{user.get_username()}", request_id=request_id,
+                                 outcome=AuditEvent.Outcome.RECORDED,
+                                 detail={"source": "entra", "object_id": claims.object_id,
+                                         "added": sorted(set(roles) - current),
+                                         "removed": sorted(current - set(roles))})
+                    user.groups.remove(*Group.objects.filter(name__in=current - set(roles)))
+                    user.groups.add(*Group.objects.filter(name__in=set(roles) - current))
+                return user, roles
+        except IntegrityError:
+            # Two first sign-ins of one principal at once (or a username taken meanwhile):
+            # the other one created the row; look again.
+            continue
+    raise Conflict("Your account is being set up by another sign-in; try again.")

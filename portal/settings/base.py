@@ -135,8 +135,6 @@ STORAGES = {
 # (PORTAL_HTTPS=true); the embedded `make run` serves plain HTTP on 127.0.0.1 only.
 PORTAL_HTTPS = env_bool("PORTAL_HTTPS", False)
 SECURE_SSL_REDIRECT = PORTAL_HTTPS
-SESSION_COOKIE_SECURE = PORTAL_HTTPS
-CSRF_COOKIE_SECURE = PORTAL_HTTPS
 SECURE_HSTS_SECONDS = 31536000 if PORTAL_HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = PORTAL_HTTPS
 SECURE_HSTS_PRELOAD = PORTAL_HTTPS
@@ -147,7 +145,20 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+# Lax, not Strict: the sign-in comes back from Entra ID (another site) as a top-level GET,
+# which must carry the session holding the sign-in flow's state.
 SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+# Cookies are Secure and named __Host- (no Domain, path /) everywhere, plain-HTTP
+# localhost included (browsers treat http://localhost and 127.0.0.1 as secure for
+# cookies). PORTAL_INSECURE_LOCAL_COOKIES=true drops both, for a local client that
+# refuses Secure cookies over HTTP; never set it in production.
+PORTAL_INSECURE_LOCAL_COOKIES = env_bool("PORTAL_INSECURE_LOCAL_COOKIES", False)
+if PORTAL_INSECURE_LOCAL_COOKIES and PORTAL_HTTPS:
+    raise ValueError("PORTAL_INSECURE_LOCAL_COOKIES cannot be set with PORTAL_HTTPS.")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not PORTAL_INSECURE_LOCAL_COOKIES
+SESSION_COOKIE_NAME = "__Host-portal_session" if SESSION_COOKIE_SECURE else "portal_session"
+CSRF_COOKIE_NAME = "__Host-portal_csrf" if CSRF_COOKIE_SECURE else "portal_csrf"
 SESSION_COOKIE_AGE = env_int("PORTAL_SESSION_SECONDS", 8 * 3600)
 # Proxies (addresses or networks) whose X-Forwarded-For names the client, for sign-in
 # throttling by address; gunicorn itself never rewrites REMOTE_ADDR from that header.
@@ -162,6 +173,35 @@ if not 60 <= PORTAL_SESSION_IDLE_SECONDS <= SESSION_COOKIE_AGE:
 PORTAL_STEP_UP_SECONDS = env_int("PORTAL_STEP_UP_SECONDS", 15 * 60)
 if not 60 <= PORTAL_STEP_UP_SECONDS <= 3600:
     raise ValueError("PORTAL_STEP_UP_SECONDS must be from 60 to 3600.")
+# Privileged roles (admin, approver) sign out sooner: after this long idle, and this long
+# after sign-in (each at most the general value above).
+PORTAL_PRIVILEGED_IDLE_SECONDS = env_int("PORTAL_PRIVILEGED_IDLE_SECONDS", 15 * 60)
+PORTAL_PRIVILEGED_SESSION_SECONDS = env_int("PORTAL_PRIVILEGED_SESSION_SECONDS", 12 * 3600)
+if not 60 <= PORTAL_PRIVILEGED_IDLE_SECONDS <= PORTAL_PRIVILEGED_SESSION_SECONDS:
+    raise ValueError("PORTAL_PRIVILEGED_IDLE_SECONDS must be from 60 to "
+                     "PORTAL_PRIVILEGED_SESSION_SECONDS.")
+
+# Sign-in with Microsoft Entra ID (portal/accounts/entra.py): on when ENTRA_CLIENT_ID is
+# set. The authority is https://login.microsoftonline.com/<tenant id> in production; the
+# client authenticates with a secret or a certificate (PEM with its private key).
+ENTRA_AUTHORITY = env_str("ENTRA_AUTHORITY").rstrip("/")
+ENTRA_CLIENT_ID = env_str("ENTRA_CLIENT_ID")
+ENTRA_CLIENT_SECRET = env_secret("ENTRA_CLIENT_SECRET")
+ENTRA_CLIENT_CERTIFICATE = env_str("ENTRA_CLIENT_CERTIFICATE")
+ENTRA_CLIENT_CERTIFICATE_THUMBPRINT = env_str("ENTRA_CLIENT_CERTIFICATE_THUMBPRINT")
+# The redirect URI registered for the app; unset: this portal's /accounts/entra/callback/.
+ENTRA_REDIRECT_URI = env_str("ENTRA_REDIRECT_URI")
+# App role value (or group object id) -> portal role.
+ENTRA_ROLE_MAP = dict(item.split("=", 1) for item in env_list(
+    "ENTRA_ROLE_MAP", ["admin=admin", "approver=approver", "auditor=auditor"]))
+ENTRA_GROUP_MAP = dict(item.split("=", 1) for item in env_list("ENTRA_GROUP_MAP", []))
+# Bearer tokens for the API: the audience (the portal API's app id URI) and the issuers
+# accepted (unset: the authority's v2.0 issuer and the v1 sts.windows.net one).
+ENTRA_API_AUDIENCE = env_str("ENTRA_API_AUDIENCE")
+# CA bundle for the authority's TLS (the emulator's CA for `make run`; unset: system CAs).
+ENTRA_CA_BUNDLE = env_str("ENTRA_CA_BUNDLE")
+# Local accounts with passwords, for break-glass only: off unless PORTAL_BREAK_GLASS=true.
+PORTAL_BREAK_GLASS = env_bool("PORTAL_BREAK_GLASS", False)
 # API tokens expire this many days after they are issued.
 PORTAL_API_TOKEN_DAYS = env_int("PORTAL_API_TOKEN_DAYS", 90)
 if not 1 <= PORTAL_API_TOKEN_DAYS <= 365:

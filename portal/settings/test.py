@@ -18,3 +18,6 @@ STORAGES = {**STORAGES, "staticfiles": {
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# Tests sign in with local accounts (tests/factories.py) as well as through the emulator's
+# authority; production keeps break-glass off unless PORTAL_BREAK_GLASS is set.
+PORTAL_BREAK_GLASS = True

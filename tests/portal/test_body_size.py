@@ -113,7 +113,10 @@ def gunicorn(transactional_db, tmp_path):
     port = _free_port()
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings.test",
            "TEST_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-           "PORTAL_VAR_DIR": str(tmp_path / "var")}
+           "PORTAL_VAR_DIR": str(tmp_path / "var"),
+           # urllib's cookie jar keeps Secure cookies from plain HTTP (a browser sends them
+           # to localhost): the documented switch for such a local client.
+           "PORTAL_INSECURE_LOCAL_COOKIES": "true"}
     log = open(tmp_path / "gunicorn.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "portal.wsgi:application",
                              "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2"],
@@ -158,7 +161,7 @@ def test_oversized_bodies_on_gunicorn_are_413(gunicorn, admin):
     jar = CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     _send(opener, base + "/accounts/login/")
-    csrf = next(cookie.value for cookie in jar if cookie.name == "csrftoken")
+    csrf = next(cookie.value for cookie in jar if cookie.name == "portal_csrf")
     form = f"csrfmiddlewaretoken={csrf}&username=x&password={'y' * OVER}".encode()
     status, headers, body = _send(opener, urllib.request.Request(
         base + "/accounts/login/", data=form, method="POST",

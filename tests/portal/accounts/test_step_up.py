@@ -85,10 +85,11 @@ def test_purging_a_key_needs_a_recent_sign_in(client, settings, admin, hsm, key_
     goes to re-authenticate and comes back, the key is still there, nothing is audited."""
     from keys_app import services
     from tests.keys_app.test_object_pages import make_key
+    from tests.support.approvals import run_approved
 
     make_key(hsm, admin, key_name)
-    services.key_delete(hsm=hsm, name=key_name, actor=admin, request_id="r",
-                        confirm_name=key_name)
+    run_approved(services.key_delete, hsm=hsm, name=key_name, actor=admin, request_id="r",
+                 confirm_name=key_name)
     _signed_in(client, admin, settings.PORTAL_STEP_UP_SECONDS + 5)
     deleted = f"/hsms/{hsm.name}/deleted-keys/"
     response = client.post(f"{deleted}{key_name}/purge/", {"confirm_name": key_name},
@@ -99,9 +100,10 @@ def test_purging_a_key_needs_a_recent_sign_in(client, settings, admin, hsm, key_
     api = client.post(f"/api/v1/hsms/{hsm.name}/deleted-keys/{key_name}/purge/",
                       {"confirm_name": key_name}, content_type="application/json")
     assert api.status_code == 401 and api.json()["error"]["code"] == "step_up_required"
-    assert not AuditEvent.objects.filter(action="key.purge").exists()
-    # Signed in again: the same purge goes through.
+    asked = AuditEvent.objects.filter(action="approval.request", detail__operation="key.purge")
+    assert not asked.exists() and not AuditEvent.objects.filter(action="key.purge").exists()
+    # Signed in again: the same purge goes through (to its approvers: maker-checker).
     client.post("/accounts/reauthenticate/", {"password": PASSWORD, "next": deleted})
     done = client.post(f"{deleted}{key_name}/purge/", {"confirm_name": key_name})
     assert done.status_code == 302 and "reauthenticate" not in done["Location"]
-    assert AuditEvent.objects.filter(action="key.purge").exists()
+    assert asked.exists()
