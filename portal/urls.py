@@ -35,6 +35,7 @@ api_patterns = ([
     path("tokens/<int:token_id>/", accounts_api.TokenDetailApi.as_view(), name="token-detail"),
     path("", include("portal.approvals.api.urls")),
     path("", include("keys_app.api.urls")),
+    path("", include("access_app.api.urls")),
     path("", include("dr_app.api.urls")),
 ], "api")
 
@@ -46,6 +47,7 @@ urlpatterns = [
     path("audit/", include(audit_patterns)),
     path("hsms/", include(gateway_patterns)),
     path("hsms/<str:hsm_id>/", include("keys_app.urls")),
+    path("", include("access_app.urls")),
     path("keys/", include("keys_app.urls_home")),
     path("jobs/", include("portal.jobs.urls")),
     path("approvals/", include("portal.approvals.urls")),

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "portal.gateway",
     "portal.approvals",
     "keys_app",
+    "access_app",
     "dr_app",
 ]
 
@@ -287,6 +288,11 @@ CELERY_BEAT_SCHEDULE: dict = {
                        "schedule": env_int("PORTAL_INVENTORY_SYNC_SECONDS", 300)},
     # dr_app: due backup schedules, retention, and resuming jobs whose worker died.
     "dr-tick": {"task": "dr_app.tasks.dr_tick", "schedule": 60},
+    # access_app: expired grants leave the HSM within one interval; ended reviews close.
+    "access-housekeeping": {"task": "access_app.tasks.access_housekeeping",
+                            "schedule": env_int("ACCESS_BEAT_SECONDS", 60)},
+    "access-rbac-sync": {"task": "access_app.tasks.rbac_sync_all",
+                         "schedule": env_int("ACCESS_SYNC_SECONDS", 300)},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -314,6 +320,11 @@ DR_BACKUP_CONTAINER = env_str("DR_BACKUP_CONTAINER", "mhsm-backups")
 DR_SAS_MINUTES = env_int("DR_SAS_MINUTES", 120)
 DR_JOB_LEASE_SECONDS = env_int("DR_JOB_LEASE_SECONDS", 120)
 DR_JOB_STUCK_HOURS = env_int("DR_JOB_STUCK_HOURS", 2)
+
+# Local RBAC: the longest time-boxed grant an access request may ask for (hours).
+ACCESS_MAX_DURATION_HOURS = env_int("ACCESS_MAX_DURATION_HOURS", 72)
+if not 1 <= ACCESS_MAX_DURATION_HOURS <= 8760:
+    raise ValueError("ACCESS_MAX_DURATION_HOURS must be from 1 to 8760.")
 
 # Key standards as code (types, sizes, curves, tags, names, lifetime, default rotation).
 KEY_STANDARDS_FILE = env_str("PORTAL_KEY_STANDARDS_FILE", str(BASE_DIR / "keys_app" / "standards.yaml"))

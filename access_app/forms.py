@@ -1,0 +1,83 @@
+"""Local RBAC forms of the HTML door: they parse fields; the services validate the rest."""
+from django import forms
+from django.conf import settings
+
+from portal.gateway.rbac import DATA_ACTIONS
+
+
+def _action_choices():
+    prefix = "Microsoft.KeyVault/managedHsm/"
+    return [(a, a[len(prefix):] if a.startswith(prefix) else a) for a in DATA_ACTIONS]
+
+
+def duration_field(label: str) -> forms.IntegerField:
+    """Hours, 1 to ACCESS_MAX_DURATION_HOURS (read per form, so settings changes apply)."""
+    limit = int(getattr(settings, "ACCESS_MAX_DURATION_HOURS", 72))
+    return forms.IntegerField(label=label, min_value=1, max_value=limit, initial=min(8, limit),
+                              help_text=f"1 to {limit} hours; then it is removed automatically.")
+
+
+SCOPE_HELP = "/ (the whole HSM), /keys (every key) or /keys/<key name> (one key)."
+
+
+class AccessRequestForm(forms.Form):
+    hsm = forms.ChoiceField(label="HSM")
+    role = forms.ChoiceField(label="Role")
+    scope = forms.CharField(max_length=140, initial="/keys/", help_text=SCOPE_HELP)
+    principal_id = forms.CharField(label="Principal object id", max_length=64,
+                                   help_text="The user's, group's or service principal's "
+                                             "object id in Microsoft Entra ID.")
+    duration_hours = forms.IntegerField(label="Duration (hours)", min_value=1, initial=8)
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000,
+                                    help_text="Why this access is needed; approvers read it.")
+    ticket = forms.CharField(label="Ticket reference", max_length=64, required=False)
+
+    def __init__(self, *args, hsms=(), roles=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["hsm"].choices = [(h.name, h.name) for h in hsms]
+        self.fields["role"].choices = [(r.name, r.role_name) for r in roles]
+        self.fields["duration_hours"] = duration_field("Duration (hours)")
+
+
+class AdoptForm(forms.Form):
+    duration_hours = forms.IntegerField(label="Keep it for (hours)", min_value=1, initial=8)
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+    ticket = forms.CharField(label="Ticket reference", max_length=64, required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["duration_hours"] = duration_field("Keep it for (hours)")
+
+
+class RoleDefinitionForm(forms.Form):
+    role_name = forms.CharField(label="Role name", max_length=200)
+    description = forms.CharField(max_length=500, required=False,
+                                  widget=forms.Textarea(attrs={"rows": 2}))
+    data_actions = forms.MultipleChoiceField(label="Data actions", choices=_action_choices,
+                                             widget=forms.CheckboxSelectMultiple)
+    not_data_actions = forms.MultipleChoiceField(
+        label="Excluded data actions", choices=_action_choices, required=False,
+        widget=forms.CheckboxSelectMultiple)
+
+
+class ConfirmForm(forms.Form):
+    confirm_name = forms.CharField(max_length=200, required=False)
+
+
+class RevokeForm(forms.Form):
+    justification = forms.CharField(max_length=2000, required=False)
+
+
+class CampaignForm(forms.Form):
+    hsm = forms.ChoiceField(label="HSM")
+    name = forms.CharField(max_length=120, initial="Quarterly access review")
+    days = forms.IntegerField(label="Open for (days)", min_value=1, max_value=90, initial=14)
+
+    def __init__(self, *args, hsms=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["hsm"].choices = [(h.name, h.name) for h in hsms]
+
+
+class ReviewAnswerForm(forms.Form):
+    decision = forms.ChoiceField(choices=[("keep", "Keep"), ("revoke", "Revoke")])
+    comment = forms.CharField(max_length=500, required=False)
