@@ -11,6 +11,10 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from azure.core import PipelineClient
+from azure.core.pipeline.policies import (BearerTokenCredentialPolicy, HeadersPolicy, HttpLoggingPolicy,
+                                          RequestIdPolicy, RetryPolicy, UserAgentPolicy)
+from azure.core.pipeline.transport import RequestsTransport
 from azure.identity import ClientSecretCredential, DefaultAzureCredential
 from azure.keyvault.administration import (KeyVaultAccessControlClient, KeyVaultBackupClient,
                                            KeyVaultSettingsClient)
@@ -156,3 +160,24 @@ def hsm_settings(hsm: HsmInstance) -> KeyVaultSettingsClient:
 def security_domain(hsm: HsmInstance) -> SecurityDomainClient:
     """Security-domain client for one HSM (download/activation, transfer key, upload)."""
     return _client("security_domain", hsm, SecurityDomainClient)
+
+
+def graph_pipeline() -> PipelineClient:
+    """HTTP pipeline to Microsoft Graph (AZURE_GRAPH_URL) with the portal's credential.
+
+    Directory look-ups only (portal.gateway.directory). The token's scope is the Graph URL's
+    `/.default` (`https://graph.microsoft.com/.default` in Azure; the emulator accepts its own
+    Graph URL); the bearer policy refuses to send it to anything but https.
+    """
+    base = settings.AZURE_GRAPH_URL.rstrip("/")
+
+    def build():
+        policies = [
+            RequestIdPolicy(), HeadersPolicy(), UserAgentPolicy(sdk_moniker="mhsm-portal-directory"),
+            RetryPolicy(retry_total=settings.AZURE_RETRY_TOTAL),
+            BearerTokenCredentialPolicy(credential(), f"{base}/.default"),
+            HttpLoggingPolicy(),  # redacts the Authorization header
+        ]
+        transport = RequestsTransport(connection_verify=settings.AZURE_CA_BUNDLE or True)
+        return PipelineClient(base, policies=policies, transport=transport)
+    return _cached("graph", base, build)

@@ -304,6 +304,9 @@ AZURE_CLIENT_ID = env_str("AZURE_CLIENT_ID")
 AZURE_CLIENT_SECRET = env_secret("AZURE_CLIENT_SECRET")
 AZURE_AUTHORITY_HOST = env_str("AZURE_AUTHORITY_HOST")
 AZURE_CA_BUNDLE = env_str("AZURE_CA_BUNDLE")
+# Microsoft Graph, for directory look-ups (names beside object ids, principal search):
+# https://graph.microsoft.us etc. in other clouds, the emulator's "graph" address in make run.
+AZURE_GRAPH_URL = env_str("AZURE_GRAPH_URL", "https://graph.microsoft.com")
 # HSM URLs must be https://<name>.<AZURE_HSM_DNS_SUFFIX> (managedhsm.usgovcloudapi.net,
 # managedhsm.azure.cn in sovereign clouds), or a host:port named in HSM_EMULATOR_HOSTS;
 # only the named emulator hosts skip the SDK's challenge-resource check.
