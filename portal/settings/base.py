@@ -294,6 +294,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     "access-rbac-sync": {"task": "access_app.tasks.rbac_sync_all",
                          "schedule": env_int("ACCESS_SYNC_SECONDS", 300)},
 }
+# dr_app security domain: encrypted security-domain files past their time are deleted.
+CELERY_BEAT_SCHEDULE["security-domain-files-sweep"] = {
+    "task": "dr_app.security_domain_tasks.security_domain_files_sweep", "schedule": 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Azure. AZURE_CREDENTIAL: "default" (DefaultAzureCredential: managed identity in
@@ -331,6 +334,20 @@ if not 1 <= ACCESS_MAX_DURATION_HOURS <= 8760:
 
 # Key standards as code (types, sizes, curves, tags, names, lifetime, default rotation).
 KEY_STANDARDS_FILE = env_str("PORTAL_KEY_STANDARDS_FILE", str(BASE_DIR / "keys_app" / "standards.yaml"))
+
+# Security domain (dr_app). A custodian who has not proven custody of their key within
+# PORTAL_CUSTODY_PROOF_DAYS is a warning; a security domain (downloaded at activation, or
+# uploaded for a recovery) waits encrypted under PORTAL_VAR_DIR at most PORTAL_SD_FILE_SECONDS;
+# a job waits PORTAL_SD_POLL_SECONDS for the HSM to finish activating or restoring.
+PORTAL_CUSTODY_PROOF_DAYS = env_int("PORTAL_CUSTODY_PROOF_DAYS", 180)
+if not 1 <= PORTAL_CUSTODY_PROOF_DAYS <= 3650:
+    raise ValueError("PORTAL_CUSTODY_PROOF_DAYS must be from 1 to 3650.")
+PORTAL_SD_FILE_SECONDS = env_int("PORTAL_SD_FILE_SECONDS", 24 * 3600)
+if not 300 <= PORTAL_SD_FILE_SECONDS <= 7 * 24 * 3600:
+    raise ValueError("PORTAL_SD_FILE_SECONDS must be from 300 to 604800.")
+PORTAL_SD_POLL_SECONDS = env_int("PORTAL_SD_POLL_SECONDS", 240)
+if not 10 <= PORTAL_SD_POLL_SECONDS <= 3600:
+    raise ValueError("PORTAL_SD_POLL_SECONDS must be from 10 to 3600.")
 
 LOGGING = {
     "version": 1,
