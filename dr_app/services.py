@@ -31,7 +31,7 @@ from portal import gateway
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record, audit_result
 from portal.errors import BadInput, Conflict, NotFound, PortalError
-from portal.gateway import backup as storage
+from portal.gateway import backups as storage
 from portal.gateway.models import HsmInstance
 from portal.jobs.models import Job
 from portal.jobs.services import (job_create, job_enqueue_on_commit, job_finish, job_progress,
@@ -98,11 +98,11 @@ def _ops(job_id: int) -> dict:
     return dict(Job.objects.get(pk=job_id).params.get("ops", {}))
 
 
-def _op_update(job_id: int, token: str, step: str, **fields) -> dict:
+def _op_update(job_id: int, owner: str, step: str, **fields) -> dict:
     """Merge fields into params.ops[step] if this worker still owns the job (row lock)."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job_id)
-        if job.claim_token != token or job.status != Job.Status.RUNNING:
+        if job.claim_token != owner or job.status != Job.Status.RUNNING:
             raise Superseded()
         ops = job.params.setdefault("ops", {})
         ops.setdefault(step, {}).update(fields)
@@ -146,13 +146,13 @@ def _operation(*, job: Job, token: str, step: str, label: str, audit_action: str
     if state.get("done"):
         return state.get("result")
     on_poll = _poller(job.pk, token, label=label, low=low, high=high)
-    if state.get("token"):
+    if state.get("continuation"):
         job_progress(job_id=job.pk, percent=low, step=f"{label}: resuming",
                      log=f"{label}: resuming the HSM's operation {state.get('operation_id')} "
                          "(started by an earlier worker); nothing new is started.")
         intent = AuditEvent.objects.filter(pk=state.get("audit_intent")).first()
         try:
-            result = resume(state["token"], on_poll)
+            result = resume(state["continuation"], on_poll)
         except PortalError as exc:
             if intent is not None:
                 audit_result(intent, ok=False, detail={"error": exc.code, "step": step})
@@ -172,7 +172,7 @@ def _operation(*, job: Job, token: str, step: str, label: str, audit_action: str
 
         def on_started(continuation: str) -> None:
             op_id = storage.operation_id(continuation)
-            _op_update(job.pk, token, step, token=continuation, operation_id=op_id,
+            _op_update(job.pk, token, step, continuation=continuation, operation_id=op_id,
                        started_at=timezone.now().isoformat())
             job_progress(job_id=job.pk, percent=low + 1, step=f"{label}: started",
                          log=f"{label}: the HSM accepted it as operation {op_id}.")
