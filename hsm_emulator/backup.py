@@ -232,37 +232,39 @@ class FullBackup:
         return Reply(202, json.dumps(job.body(), separators=(",", ":")).encode(), headers)
 
     async def _run(self, job: Job, started: float, work) -> None:
+        status, error, details = "Succeeded", None, None
         try:
             result = await work(job)
-            job.status = "Succeeded"
             if isinstance(result, str):
-                job.details = result
+                details = result
         except JobFailed as failed:
-            job.status, job.error = "Failed", failed.error
+            status, error = "Failed", failed.error
         except Exception as exc:  # noqa: BLE001 - a job never dies silently; its status tells
-            job.status = "Failed"
-            job.error = {"code": "InternalError", "message": f"The operation failed: {type(exc).__name__}.",
-                         "innererror": None}
+            status = "Failed"
+            error = {"code": "InternalError", "message": f"The operation failed: {type(exc).__name__}.",
+                     "innererror": None}
         hold = self.min_job_ms / 1000 - (time.time() - started)
         if hold > 0:
             await asyncio.sleep(hold)
         if job.kind == "restore":
             self.restoring = False
+        job.status, job.error, job.details = status, error, details
         job.end = int(time.time())
         if job.kind == "backup" and job.status == "Succeeded":
             job.completed_at = time.time()
         self.active = None
         self._save(job)
 
-    def _auth(self, params: Any) -> _Auth:
+    def _auth(self, params: Any, ref: Optional[ContainerRef] = None) -> _Auth:
         """The storage target and credential of a request body (400 when malformed)."""
         if not isinstance(params, dict):
             raise bad_parameter("The storage parameters are missing: 'storageResourceUri' and a SAS 'token' or "
                                 "'useManagedIdentity'.")
-        try:
-            ref = self.storage.parse(params.get("storageResourceUri"))
-        except ValueError as exc:
-            raise bad_parameter(str(exc)) from None
+        if ref is None:
+            try:
+                ref = self.storage.parse(params.get("storageResourceUri"))
+            except ValueError as exc:
+                raise bad_parameter(str(exc)) from None
         use_mi = params.get("useManagedIdentity")
         if use_mi is not None and not isinstance(use_mi, bool):
             raise bad_parameter("The parameter 'useManagedIdentity' must be a boolean.")
@@ -295,11 +297,17 @@ class FullBackup:
 
     def _restore_body(self, call: Call, folder_member: str) -> tuple[_Auth, str]:
         body = call.json()
-        auth = self._auth(body.get("sasTokenParameters"))
+        params = body.get("sasTokenParameters")
         folder = body.get(folder_member)
-        if not isinstance(folder, str) or not folder.strip("/") or "/" in folder.strip("/") or ".." in folder:
-            raise bad_parameter(f"The parameter '{folder_member}' must name one backup folder of the container.")
-        return auth, folder.strip("/")
+        if not isinstance(folder, str) or not folder.strip("/"):
+            raise bad_parameter(f"The parameter '{folder_member}' (the backup folder) is required.")
+        uri = params.get("storageResourceUri") if isinstance(params, dict) else None
+        try:
+            ref, folder = self.storage.parse_folder(uri, folder)
+        except ValueError as exc:
+            raise bad_parameter(str(exc)) from None
+        auth = self._auth(params, ref)
+        return auth, folder
 
     async def _start_restore(self, call: Call) -> Reply:
         auth, folder = self._restore_body(call, "folderToRestore")

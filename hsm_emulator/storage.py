@@ -191,6 +191,27 @@ class StorageAccess:
 
     def parse(self, uri: str) -> ContainerRef:
         """The container named by ``storageResourceUri``; ValueError saying what is wrong."""
+        ref, rest = self._split(uri)
+        if rest:
+            raise ValueError(f"The storage resource URI '{uri}' must name one blob container, not a path in it.")
+        return ref
+
+    def parse_folder(self, uri: str, folder: str) -> tuple[ContainerRef, str]:
+        """The container and backup folder named by a restore request.
+
+        The SDK splits a folder URL at the first path segment: for a path-style URL
+        (``https://127.0.0.1:<port>/<account>/<container>/<folder>``) it sends the account
+        URL as ``storageResourceUri`` and ``<container>/<folder>`` as the folder, so the
+        two are joined and split again the way the storage endpoint reads them.
+        """
+        if not isinstance(folder, str) or not folder.strip("/"):
+            raise ValueError("The backup folder name is required.")
+        ref, rest = self._split(f"{(uri or '').rstrip('/')}/{folder.strip('/')}")
+        if len(rest) != 1 or rest[0] in (".", ".."):
+            raise ValueError(f"'{folder}' does not name one backup folder of the container.")
+        return ref, rest[0]
+
+    def _split(self, uri: str) -> tuple[ContainerRef, list[str]]:
         if not isinstance(uri, str) or not uri:
             raise ValueError("The parameter 'storageResourceUri' is required.")
         parts = urlsplit(uri)
@@ -202,13 +223,12 @@ class StorageAccess:
         segments = [s for s in parts.path.split("/") if s]
         path_style = _is_ip_or_localhost(parts.hostname)
         needed = 2 if path_style else 1
-        if len(segments) != needed:
+        if len(segments) < needed:
             shape = "https://<host>:<port>/<account>/<container>" if path_style \
                 else "https://<account>.blob.core.windows.net/<container>"
             raise ValueError(f"The storage resource URI '{uri}' must name one blob container ({shape}).")
-        netloc = parts.netloc
-        account_url = f"https://{netloc}/{segments[0]}" if path_style else f"https://{netloc}"
-        return ContainerRef(account_url, segments[-1])
+        account_url = f"https://{parts.netloc}/{segments[0]}" if path_style else f"https://{parts.netloc}"
+        return ContainerRef(account_url, segments[needed - 1]), segments[needed:]
 
     def _verify(self, ref: ContainerRef):
         if self.config is not None and self.config.ca_bundle and (
