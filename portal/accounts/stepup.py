@@ -15,7 +15,6 @@ Calls authenticated by an API token carry no interactive sign-in: they are autom
 and their dangerous operations are bound by approvals (maker-checker) instead. A session
 that is not signed in at all is refused.
 """
-import time
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -25,6 +24,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
+from portal.accounts import middleware
 from portal.accounts.middleware import SIGNED_IN_AT
 from portal.errors import PortalError
 
@@ -77,7 +77,7 @@ def signed_in_seconds_ago(request) -> int | None:
     started = session.get(SIGNED_IN_AT)
     if started is None:
         return None
-    return max(0, int(time.time()) - int(started))
+    return max(0, middleware.clock() - int(started))
 
 
 def reauth_url(*, operation: str, next_url: str) -> str:
