@@ -24,7 +24,18 @@ Test controls (no token needed, loopback only, this run's control secret in the
 authority with claims overridden (``null`` removes one), so tests can present expired,
 not-yet-valid or wrong-audience tokens that are otherwise genuine.
 
-Tenant id, signing key and principals persist in the state store unless ephemeral.
+User sign-in: ``/{tenant}/oauth2/v2.0/authorize`` and its sign-in page
+(``identity_signin.py``); the token endpoint also takes ``authorization_code`` (code
+redeemed once, PKCE verifier and redirect URI checked) and ``refresh_token`` grants and
+returns v2 ID tokens (``iss`` ``<authority>/<tenant>/v2.0``, ``aud`` the client id, ``roles``,
+``groups``, ``nonce``, ``auth_time``). Users, groups and app-role assignments live in
+``identity.Directory``; more controls: ``/_emulator/users``, ``/_emulator/groups``,
+``/_emulator/app-role-assignments``, ``PATCH /_emulator/principals/{client_id}``,
+``/_emulator/sign-ins/age`` (see ``docs/emulator.md``). A client-credentials token for an
+application's API (``api://<client_id>/.default``) carries the caller's app roles on it.
+
+Tenant id, signing key, principals and the directory persist in the state store unless
+ephemeral.
 """
 
 from __future__ import annotations
