@@ -181,6 +181,45 @@ def id_token_validate(id_token: str, *, nonce: str) -> EntraClaims:
     return claims_of(claims)
 
 
+def tenant_id() -> str:
+    """The tenant named by ENTRA_AUTHORITY (https://login.microsoftonline.com/<tenant>)."""
+    return settings.ENTRA_AUTHORITY.rstrip("/").rsplit("/", 1)[-1].lower()
+
+
+def api_token_validate(token: str) -> EntraClaims:
+    """Validate an access token for the portal's API (PyJWT + JWKS); the caller's claims.
+
+    Accepted audiences: ENTRA_API_AUDIENCE (default `api://<client id>`) and the client id;
+    issuers: the tenant's v1 and v2 issuers. Only application tokens with app roles are
+    automation callers; the token's tenant must be the authority's.
+    """
+    audience = settings.ENTRA_API_AUDIENCE or f"api://{settings.ENTRA_CLIENT_ID}"
+    try:
+        issuers = [discovery()["issuer"], f"https://sts.windows.net/{tenant_id()}/"]
+    except (requests.RequestException, ValueError, KeyError):
+        raise SignInUnavailable()
+    try:
+        claims = token_verify(token, audience=[audience, settings.ENTRA_CLIENT_ID],
+                              issuers=issuers, required=("oid", "tid"))
+    except jwt.PyJWKClientConnectionError:
+        raise SignInUnavailable()
+    except jwt.PyJWKClientError:
+        raise SignInRefused("The bearer token was not signed by the directory.",
+                            reason="signature")
+    except jwt.PyJWTError as exc:
+        reason = _refusal_reason(exc)
+        raise SignInRefused(f"The bearer token is not valid for this portal ({reason}).",
+                            reason=reason)
+    if str(claims["tid"]).lower() != tenant_id():
+        raise SignInRefused("The bearer token is from another tenant.", reason="tenant")
+    app_id = str(claims.get("appid") or claims.get("azp") or "")
+    return EntraClaims(
+        object_id=str(claims["oid"]).lower(), tenant_id=str(claims["tid"]).lower(),
+        username=f"app-{app_id or claims['oid']}".lower()[:150],
+        display_name=str(claims.get("app_displayname") or app_id)[:150],
+        app_roles=tuple(str(r) for r in claims.get("roles") or ()), app_id=app_id)
+
+
 def claims_of(claims: dict) -> EntraClaims:
     upn = claims.get("preferred_username") or claims.get("upn") or claims.get("email") or ""
     return EntraClaims(

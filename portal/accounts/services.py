@@ -115,6 +115,13 @@ def directory_user_sync(*, claims, request_id: str, kind: str = "user"):
 
     User = get_user_model()
     roles = entra_roles(app_roles=claims.app_roles, groups=claims.groups)
+    # The common case (a known principal whose roles did not change) writes nothing.
+    known = (DirectoryIdentity.objects.select_related("user")
+             .filter(object_id=claims.object_id, tenant_id=claims.tenant_id,
+                     user__password__startswith="!").order_by("pk").first())
+    if known is not None and (not known.user.is_active or set(
+            known.user.groups.filter(name__in=ROLES).values_list("name", flat=True)) == set(roles)):
+        return known.user, (roles if known.user.is_active else [])
     for _attempt in range(3):
         try:
             with transaction.atomic():

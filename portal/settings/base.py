@@ -239,6 +239,7 @@ REST_FRAMEWORK = {
     # Token first: an unauthenticated API call gets 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "portal.accounts.authentication.ApiTokenAuthentication",
+        "portal.accounts.authentication.EntraBearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["portal.permissions.HasRequiredPermission"],
