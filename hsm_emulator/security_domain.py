@@ -188,6 +188,7 @@ class HsmSecurityDomain:
         self._pending_domain: Optional[SecurityDomain] = None
         self._transfer_key: Optional[rsa.RSAPrivateKey] = None
         self._transfer_cert: Optional[x509.Certificate] = None
+        self._transfer_lock = asyncio.Lock()
         self._load()
         self._set_domain(self.domain)
 
@@ -200,6 +201,9 @@ class HsmSecurityDomain:
         self.activated = doc["activated"]
         self.domain = self._load_domain(doc["domain_id"]) or self.domain
         self.download, self.upload = doc.get("download"), doc.get("upload")
+        for op in (self.download, self.upload):
+            if op and op["status"] == "InProgress" and op["done_at"] == float("inf"):  # stopped mid-request
+                op.update(_status("Failed", "The operation was interrupted; start it again."))
         if doc.get("pending_domain_id"):
             self._pending_domain = self._load_domain(doc["pending_domain_id"])
         if doc.get("transfer_key"):
@@ -343,11 +347,16 @@ class HsmSecurityDomain:
         if not MIN_QUORUM <= required <= len(certificates):
             raise bad_parameter(f"The quorum 'required' must be from {MIN_QUORUM} to the number of certificates "
                                 f"({len(certificates)}); it was {required}.")
+        # Claimed before the first await: a concurrent download or upload now meets "in progress".
+        self.download = {**_status("InProgress", "Activation of the HSM is in progress."), "done_at": float("inf")}
         domain = self._pending_domain or self.domain
-        document = await self._offload(_security_domain_document, domain, certificates, required)
+        try:
+            document = await self._offload(_security_domain_document, domain, certificates, required)
+        except BaseException:
+            self.download = None
+            raise
         self._pending_domain = domain
-        self.download = {**_status("InProgress", "Activation of the HSM is in progress."),
-                         "done_at": time.time() + ACTIVATION_SECONDS}
+        self.download["done_at"] = time.time() + ACTIVATION_SECONDS
         self._save()
         return Reply(202, {"value": document}, self._lro_headers(call, "download"))
 
@@ -372,9 +381,10 @@ class HsmSecurityDomain:
 
     async def _transfer_key_route(self, call: Call) -> Reply:
         self._refuse_if_activated("recovery (getting a transfer key)")
-        if self._transfer_key is None:
-            self._transfer_key, self._transfer_cert = await self._offload(_new_transfer_key, self.props.name)
-            self._save()
+        async with self._transfer_lock:  # concurrent first calls get one key, not one each
+            if self._transfer_key is None:
+                self._transfer_key, self._transfer_cert = await self._offload(_new_transfer_key, self.props.name)
+                self._save()
         assert self._transfer_cert is not None
         public = self._transfer_key.public_key().public_numbers()
         der = self._transfer_cert.public_bytes(serialization.Encoding.DER)
@@ -412,14 +422,14 @@ class HsmSecurityDomain:
             raise bad_parameter(f"The security domain restore blob was prepared for another transfer key "
                                 f"(x5t#S256 {thumbprint}); this HSM's transfer key is {expected}. Prepare it again "
                                 "with this HSM's exchange key.")
-        self.upload = {**_status("InProgress", "Restoring the security domain."),
-                       "done_at": time.time() + ACTIVATION_SECONDS}
+        # Claimed before the first await (see _download).
+        upload = self.upload = {**_status("InProgress", "Restoring the security domain."), "done_at": float("inf")}
         try:
-            domain = await self._offload(_restore_domain, self._transfer_key, enc_key, data)
-            self._pending_domain = domain
+            self._pending_domain = await self._offload(_restore_domain, self._transfer_key, enc_key, data)
         except ValueError as exc:
-            self.upload["outcome"] = "Failed"
-            self.upload["failure"] = f"The security domain could not be restored: {exc}"
+            upload["outcome"] = "Failed"
+            upload["failure"] = f"The security domain could not be restored: {exc}"
+        upload["done_at"] = time.time() + ACTIVATION_SECONDS
         self._save()
         return Reply(202, _status("InProgress", "Restoring the security domain."), self._lro_headers(call, "upload"))
 

@@ -250,6 +250,32 @@ def test_async_client_activates_and_recovers(fresh, emulator, custodians):
     assert asyncio.run(scenario()) == ("Success", "Success")
 
 
+def test_concurrent_downloads_activate_once_and_concurrent_transfer_key_reads_get_one_key(
+        fresh, emulator, custodians):
+    async def scenario():
+        credential = emulator.async_credential()
+        async with credential:
+            clients = [AsyncSecurityDomainClient(emulator.hsm_url(hsm), credential, **emulator.client_options())
+                       for hsm in (fresh, fresh, "recovery", "recovery")]
+            try:
+                downloads = await asyncio.gather(
+                    *(c.begin_download(certificate_info(custodians[:3], 2)) for c in clients[:2]),
+                    return_exceptions=True)
+                transfer_keys = await asyncio.gather(*(c.get_transfer_key() for c in clients[2:]))
+                for poller in downloads:
+                    if not isinstance(poller, BaseException):
+                        await poller.result()
+            finally:
+                for c in clients:
+                    await c.close()
+        return downloads, transfer_keys
+    downloads, transfer_keys = asyncio.run(scenario())
+    refused = [d for d in downloads if isinstance(d, BaseException)]
+    assert len(refused) == 1 and isinstance(refused[0], ResourceExistsError)
+    assert "in progress" in refused[0].message
+    assert transfer_keys[0]["transfer_key"] == transfer_keys[1]["transfer_key"]
+
+
 def test_activation_and_the_restored_domain_survive_a_restart(tmp_path, custodians):
     options = {"hsms": ("primary",), "unactivated": ("fresh", "recovery"), "ephemeral": False,
                "extra_args": ("--no-storage",)}
