@@ -379,7 +379,7 @@ def _sign_in_page(request: Request, app: "Principal", auth: AuthRequest, ctx: st
         f"{alert}"
         f'<form method="post" action="/{html.escape(tenant)}/login" novalidate>'
         f'<input type="hidden" name="ctx" value="{html.escape(ctx)}">'
-        '<label for="username">Email, phone, or Skype</label>'
+        '<label for="username">Email or user name</label>'
         f'<input id="username" name="username" type="text" inputmode="email" autocomplete="username" '
         f'required value="{html.escape(auth.login_hint)}"{described}>'
         '<label for="password">Password</label>'

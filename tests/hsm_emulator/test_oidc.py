@@ -295,3 +295,61 @@ def test_form_post_returns_the_code_in_a_form_to_the_redirect_uri(emulator, port
     assert re.search(r'name="code" value="[^"]{40,}"', answer.text)
     assert 'name="state" value="s1"' in answer.text
     assert "form-action http://localhost:8000" in answer.headers["content-security-policy"]
+
+
+def test_refresh_tokens_and_sign_out(emulator, portal_app, user, msal_app, browser):
+    flow = msal_app.initiate_auth_code_flow([], redirect_uri=REDIRECT_URI)  # msal adds offline_access
+    answer = _callback(_sign_in(browser, emulator, flow["auth_uri"], user["user_principal_name"],
+                                "correct horse battery"))
+    first = msal_app.acquire_token_by_auth_code_flow(flow, answer)
+    authority, tenant = emulator.endpoints["authority"], emulator.endpoints["tenant_id"]
+    refreshed = browser.post(f"{authority}/{tenant}/oauth2/v2.0/token", data={
+        "grant_type": "refresh_token", "refresh_token": first["refresh_token"], "scope": "openid offline_access",
+        "client_id": portal_app["client_id"], "client_secret": portal_app["client_secret"]})
+    assert refreshed.status_code == 200
+    claims = jwt.decode(refreshed.json()["id_token"], options={"verify_signature": False})
+    assert claims["oid"] == user["object_id"] and claims["auth_time"] == first["id_token_claims"]["auth_time"]
+    # A refresh token is used once: the answer carries its successor.
+    reused = browser.post(f"{authority}/{tenant}/oauth2/v2.0/token", data={
+        "grant_type": "refresh_token", "refresh_token": first["refresh_token"],
+        "client_id": portal_app["client_id"], "client_secret": portal_app["client_secret"]})
+    assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+
+    _, challenge = _pkce()
+    assert browser.get(_authorize_url(emulator, portal_app, challenge)).status_code == 302  # signed in
+    out = browser.get(f"{authority}/{tenant}/oauth2/v2.0/logout",
+                      params={"post_logout_redirect_uri": "http://localhost:8000/"})
+    assert (out.status_code, out.headers["location"]) == (302, "http://localhost:8000/")
+    assert 'name="password"' in browser.get(_authorize_url(emulator, portal_app, challenge)).text
+    elsewhere = browser.get(f"{authority}/{tenant}/oauth2/v2.0/logout",
+                            params={"post_logout_redirect_uri": "https://evil.example/"})
+    assert elsewhere.status_code == 200  # not a redirect to an unregistered origin
+
+
+def test_users_apps_and_app_roles_survive_a_restart(tmp_path):
+    from tests.support.emulator import EmulatorProcess
+
+    durable = EmulatorProcess(tmp_path / "state", hsms=("primary",), ephemeral=False)
+    with durable:
+        app = durable.create_principal("portal", redirect_uris=[REDIRECT_URI], app_roles=ROLES)
+        bot = durable.create_principal("bot", roles={app["client_id"]: ["auditor"]})
+        group = durable.create_group("operators")
+        person = durable.create_user("keep@contoso.test", password="correct horse battery",
+                                     roles={app["client_id"]: ["approver"]}, groups=[group["object_id"]])
+    with durable:
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = durable.ca_bundle
+        restarted = msal.ConfidentialClientApplication(
+            app["client_id"], client_credential=app["client_secret"],
+            authority=f"{durable.endpoints['authority']}/{durable.endpoints['tenant_id']}",
+            instance_discovery=False, http_client=session)
+        flow = restarted.initiate_auth_code_flow([], redirect_uri=REDIRECT_URI)
+        with httpx.Client(verify=ssl.create_default_context(cafile=durable.ca_bundle)) as client:
+            answer = _callback(_sign_in(client, durable, flow["auth_uri"], "keep@contoso.test",
+                                        "correct horse battery"))
+        claims = restarted.acquire_token_by_auth_code_flow(flow, answer)["id_token_claims"]
+        assert (claims["oid"], claims["roles"], claims["groups"]) == (
+            person["object_id"], ["approver"], [group["object_id"]])
+        token = durable.credential(bot).get_token(f"api://{app['client_id']}/.default").token
+        assert jwt.decode(token, options={"verify_signature": False})["roles"] == ["auditor"]
