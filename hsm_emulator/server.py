@@ -92,7 +92,9 @@ class Emulator:
         self._apps[auth_sock.getsockname()[1]] = self.authority.app()
         arm_sock = self._bind(0)
         self.resource_manager_url = f"https://{url_host}:{arm_sock.getsockname()[1]}"
-        self._apps[arm_sock.getsockname()[1]] = ResourceManager(self.authority).app()
+        self.resource_manager = ResourceManager(self.authority, self.store, self.admin.object_id)
+        self.resource_manager.base_url = self.resource_manager_url
+        self._apps[arm_sock.getsockname()[1]] = self.resource_manager.app()
         graph_sock = self._bind(0)
         self.graph_url = f"https://{url_host}:{graph_sock.getsockname()[1]}"
         # Graph tokens may name this URL as their resource (the Azure CLI asks for its cloud's Graph URL).
@@ -112,8 +114,11 @@ class Emulator:
             hsm.backup.storage = StorageAccess(self.storage)
             hsm.backup.retry_after = options.lro_retry_after
             hsm.backup.restore_window = options.restore_backup_window
+            hsm.backup.identity_credential = (
+                lambda hsm_name=name: self.resource_manager.managed_hsms.identity_credential(hsm_name))
             self.hsms[name] = hsm
             self._apps[sock.getsockname()[1]] = hsm
+        self.resource_manager.managed_hsms.register(self.hsms)
 
     def _storage_config(self, state_dir: Path) -> Optional[StorageConfig]:
         options = self.options
@@ -154,6 +159,9 @@ class Emulator:
             "tenant_id": self.authority.tenant_id,
             "resource_manager": self.resource_manager_url,
             "arm": self.resource_manager_url,
+            "subscription_id": self.resource_manager.subscriptions.subscription_id,
+            "resource_group": self.resource_manager.subscriptions.resource_group,
+            "hsm_resource_ids": {name: self.resource_manager.managed_hsms.resource_id(name) for name in self.hsms},
             "storage": self.storage.public() if self.storage else None,
             "graph": self.graph_url,
             "hsms": {name: hsm.props.base_url for name, hsm in self.hsms.items()},

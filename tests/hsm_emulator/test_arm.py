@@ -1,4 +1,5 @@
-"""The Resource Manager endpoint: what signing in asks of it, behind Resource Manager tokens."""
+"""The Resource Manager endpoint: what signing in asks of it (the emulator's one subscription and
+tenant), behind Resource Manager tokens. managedHSMs: test_backup_identity.py."""
 
 import ssl
 
@@ -22,7 +23,11 @@ def arm(emulator):
                                    "https://management.azure.com/.default"])
 def test_subscriptions_and_tenants_with_either_resource_manager_token(emulator, arm, scope):
     token = emulator.credential().get_token(scope).token
-    assert arm("/subscriptions", token).json() == {"value": [], "count": {"type": "Total", "value": 0}}
+    subscriptions = arm("/subscriptions", token).json()
+    assert subscriptions["count"] == {"type": "Total", "value": 1}
+    (subscription,) = subscriptions["value"]
+    assert subscription["subscriptionId"] == emulator.endpoints["subscription_id"]
+    assert subscription["tenantId"] == emulator.endpoints["tenant_id"] and subscription["state"] == "Enabled"
     (tenant,) = arm("/tenants", token).json()["value"]
     assert tenant["tenantId"] == emulator.endpoints["tenant_id"]
     assert tenant["id"] == f"/tenants/{emulator.endpoints['tenant_id']}"
