@@ -117,14 +117,28 @@ def principal_names(object_ids: list[str]) -> dict[str, str]:
         return {}
     try:
         from portal.gateway import directory
-    except ImportError:
-        return {}
-    try:
-        found = directory.display_names(ids)
+
+        found = directory.principals_by_ids(ids)
     except Exception as exc:  # noqa: BLE001 - the directory is a nicety on these pages
         logger.warning("Directory look-up failed: %s", exc.__class__.__name__)
         return {}
-    return {str(k).lower(): str(v) for k, v in (found or {}).items() if v}
+    return {str(k).lower(): v.get("display_name") or "" for k, v in (found or {}).items()
+            if isinstance(v, dict) and v.get("display_name")}
+
+
+def principal_search(text: str) -> tuple[list[dict], str]:
+    """Directory matches for a picker, and a sentence when the directory cannot answer."""
+    from portal.errors import PortalError
+
+    try:
+        from portal.gateway import directory
+
+        return directory.principal_search(text), ""
+    except PortalError as exc:
+        return [], exc.message
+    except Exception as exc:  # noqa: BLE001 - the picker degrades to typing an object id
+        logger.warning("Directory search failed: %s", exc.__class__.__name__)
+        return [], "The directory could not be searched; type the principal's object id."
 
 
 def access_requests(*, status: str = "", hsm=None) -> QuerySet[AccessRequest]:

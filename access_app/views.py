@@ -271,7 +271,14 @@ class AccessRequestCreateView(PortalPermissionMixin, View):
             initial = {k: request.GET[k] for k in ("hsm", "scope", "role", "principal_id")
                        if k in request.GET and len(request.GET[k]) <= 200}
             form, _ = self._form(initial=initial)
-        return render(request, "access_app/request_form.html", {"form": form}, status=status)
+        query = request.GET.get("q", "").strip()[:120]
+        found, search_error = selectors.principal_search(query) if query else ([], "")
+        keep = request.GET.copy()
+        keep.pop("q", None)
+        keep.pop("principal_id", None)
+        return render(request, "access_app/request_form.html", {
+            "form": form, "q": query, "found": found, "search_error": search_error,
+            "keep": keep.urlencode()}, status=status)
 
     def post(self, request):
         form, hsm = self._form(request.POST)

@@ -1,0 +1,151 @@
+"""The local RBAC pages in the console shell, for each role; a directory failure never breaks
+them; the request form carries bounds and step-up; approvers see the change in context."""
+import time
+import uuid
+
+import pytest
+from django.urls import reverse
+
+from access_app import services
+from access_app.models import AccessRequest
+from portal.accounts.middleware import SIGNED_IN_AT
+from tests.access_app.conftest import DEFINITION_PREFIX, ROLE_IDS
+
+
+def _signed_in(client, user):
+    client.force_login(user)
+    session = client.session
+    session[SIGNED_IN_AT] = int(time.time())
+    session.save()
+    return client
+
+
+@pytest.fixture
+def key(hsm, admin, key_name):
+    from keys_app import services as key_services
+    from keys_app.spec import spec_from_request
+
+    return key_services.key_create(hsm=hsm, spec=spec_from_request(
+        {"name": key_name, "preset": "cmk-wrapping", "tags": {"owner": "payments"}}),
+        actor=admin, request_id="k")
+
+
+def test_hsm_access_tab_shows_assignments_and_drift(client, admin, synced, sdk_access, principal):
+    made = sdk_access.create_role_assignment("/keys", DEFINITION_PREFIX + ROLE_IDS["Crypto User"],
+                                             principal["object_id"])
+    services.rbac_sync(hsm=synced)
+    page = _signed_in(client, admin).get(reverse("access:hsm-access", kwargs={"hsm_id": synced.name}))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'aria-current="page">Access</a>' in html
+    assert principal["object_id"] in html and "Drift: made outside the portal" in html
+    if pytest.importorskip("portal.gateway.directory"):
+        assert principal["display_name"] in html  # the directory names it
+    detail = client.get(reverse("access:assignment-detail",
+                                kwargs={"hsm_id": synced.name, "assignment": made.name}))
+    assert detail.status_code == 200 and b"Adopt into a request" in detail.content
+    assert b"Revoke (needs approval)" in detail.content
+
+
+def test_key_access_tab_answers_who_can_unwrap(client, admin, approver, hsm, key, sdk_access,
+                                               principal):
+    sdk_access.create_role_assignment(f"/keys/{key.name}", DEFINITION_PREFIX + ROLE_IDS["Crypto User"],
+                                      principal["object_id"])
+    services.rbac_sync(hsm=hsm)
+    page = _signed_in(client, approver).get(reverse("access:key-access",
+                                                    kwargs={"hsm_id": hsm.name, "name": key.name}))
+    assert page.status_code == 200
+    html = page.content.decode()
+    unwrappers = html[html.index('id="unwrappers"'):html.index('id="effective-access"')]
+    assert principal["object_id"] in unwrappers and f"/keys/{key.name}" in unwrappers
+
+
+def test_directory_failure_shows_object_ids(client, admin, synced, settings):
+    from portal import gateway
+
+    directory = pytest.importorskip("portal.gateway.directory")
+    settings.AZURE_GRAPH_URL = "https://127.0.0.1:9/"
+    gateway.reset_clients()
+    directory.clear_cache()
+    page = _signed_in(client, admin).get(reverse("access:hsm-access", kwargs={"hsm_id": synced.name}))
+    assert page.status_code == 200 and b"Unknown in the directory" in page.content
+    directory.clear_cache()
+
+
+def test_role_pages(client, admin, auditor, synced):
+    _signed_in(client, admin)
+    listing = client.get(reverse("access:role-list", kwargs={"hsm_id": synced.name}))
+    assert listing.status_code == 200 and b"Managed HSM Crypto User" in listing.content
+    builtin = client.get(reverse("access:role-detail", kwargs={"hsm_id": synced.name,
+                                                               "role": ROLE_IDS["Crypto User"]}))
+    assert builtin.status_code == 200 and b"Built-in (read-only)" in builtin.content
+    assert b'id="role-form"' not in builtin.content
+    created = client.post(reverse("access:role-create", kwargs={"hsm_id": synced.name}), {
+        "role_name": f"page role {uuid.uuid4().hex[:6]}",
+        "data_actions": ["Microsoft.KeyVault/managedHsm/keys/unwrap/action"]})
+    assert created.status_code == 302
+    refused = client.post(reverse("access:role-create", kwargs={"hsm_id": synced.name}),
+                          {"role_name": "nothing picked"})
+    assert refused.status_code == 400 and b"This field is required" in refused.content
+    client.force_login(auditor)
+    assert client.get(reverse("access:role-create", kwargs={"hsm_id": synced.name})).status_code == 403
+
+
+def test_request_form_grants_through_approval(client, admin, synced, principal):
+    _signed_in(client, admin)
+    url = reverse("access:request-create")
+    form = client.get(url, {"hsm": synced.name, "scope": "/keys/k-form"})
+    assert form.status_code == 200 and b'value="/keys/k-form"' in form.content
+    too_long = client.post(url, {"hsm": synced.name, "role": ROLE_IDS["Crypto User"],
+                                 "scope": "/keys/k-form", "principal_id": principal["object_id"],
+                                 "duration_hours": "9999", "justification": "A good reason here."})
+    assert too_long.status_code == 400 and b"less than or equal to 72" in too_long.content
+    sent = client.post(url, {"hsm": synced.name, "role": ROLE_IDS["Crypto User"],
+                             "scope": "/keys/k-form", "principal_id": principal["object_id"],
+                             "duration_hours": "4", "justification": "A good reason here."})
+    access_request = AccessRequest.objects.get()
+    assert sent.status_code == 302 and sent["Location"] == access_request.get_absolute_url()
+    detail = client.get(sent["Location"])
+    assert detail.status_code == 200 and b"Waiting for approval" in detail.content
+    approval = client.get(reverse("approvals:request-detail",
+                                  kwargs={"approval_id": access_request.approval_request_id}))
+    assert approval.status_code == 200
+    html = approval.content.decode()
+    assert "Grant Managed HSM Crypto User at /keys/k-form" in html and principal["object_id"] in html
+
+
+def test_stale_sign_in_is_sent_to_reauthenticate_for_root(client, admin, synced, principal,
+                                                          settings):
+    client.force_login(admin)
+    session = client.session
+    session[SIGNED_IN_AT] = int(time.time()) - settings.PORTAL_STEP_UP_SECONDS - 60
+    session.save()
+    response = client.post(reverse("access:request-create"), {
+        "hsm": synced.name, "role": ROLE_IDS["Crypto User"], "scope": "/",
+        "principal_id": principal["object_id"], "duration_hours": "4",
+        "justification": "A good reason here."})
+    assert response.status_code == 302 and "reauthenticate" in response["Location"]
+    assert not AccessRequest.objects.exists()
+
+
+def test_request_list_and_review_pages_for_each_role(client, personas, synced):
+    for role in ("admin", "approver", "auditor"):
+        client.force_login(personas[role])
+        assert client.get(reverse("access:request-list")).status_code == 200
+        assert client.get(reverse("access:campaign-list")).status_code == 200
+    client.force_login(personas["outsider"])
+    assert client.get(reverse("access:request-list")).status_code == 403
+
+
+def test_campaign_pages_and_evidence(client, admin, synced):
+    _signed_in(client, admin)
+    started = client.post(reverse("access:campaign-list"),
+                          {"hsm": synced.name, "name": "Page review", "days": "3"})
+    assert started.status_code == 302
+    page = client.get(started["Location"])
+    assert page.status_code == 200 and b"Keep" in page.content
+    campaign_id = int(started["Location"].rstrip("/").rsplit("/", 1)[-1])
+    evidence = client.get(reverse("access:campaign-evidence", kwargs={"campaign_id": campaign_id}))
+    assert evidence.status_code == 200 and evidence.json()["campaign"]["name"] == "Page review"
+    bad = client.post(reverse("access:campaign-list"), {"hsm": synced.name, "name": "x", "days": "0"})
+    assert bad.status_code == 400
