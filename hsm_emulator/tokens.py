@@ -169,6 +169,9 @@ class Authority:
         self.directory = Directory(store)
         self.signin = SignIn(self)
         self._refresh_tokens: dict[str, tuple[str, str, list[str], int]] = {}
+        # client id -> one-shot alteration of the next ID token issued to that app (tests)
+        self._id_token_faults: dict[str, dict] = {}
+        self._foreign_key: Optional[rsa.RSAPrivateKey] = None
         self.base_url = ""
         # Resources served by this emulator under their own URL (its Graph endpoint).
         self.extra_resources: set[str] = set()
@@ -312,6 +315,22 @@ class Authority:
             claims["roles"] = roles
         if user.groups:
             claims["groups"] = list(user.groups)
+        fault = self._id_token_faults.pop(app.client_id, None)
+        if fault is None:
+            return self.sign(claims)
+        for name, value in fault["claims"].items():
+            if value is None:
+                claims.pop(name, None)
+            else:
+                claims[name] = value
+        if fault["signing"] == "none":
+            return jwt.encode(claims, None, algorithm="none", headers={"kid": self.key_id})
+        if fault["signing"] == "foreign":
+            if self._foreign_key is None:
+                self._foreign_key = rsa.generate_private_key(65537, 2048)
+            # The authority's key id, another key's signature: a forgery a relying party must refuse.
+            return jwt.encode(claims, self._foreign_key, algorithm="RS256",
+                              headers={"kid": self.key_id, "x5t": self.key_id})
         return self.sign(claims)
 
     def user_access_token(self, app: Principal, user: User, audience: str, scp: str,
@@ -379,6 +398,7 @@ class Authority:
             Route("/_emulator/groups", self._groups, methods=["GET", "POST"]),
             Route("/_emulator/app-role-assignments", self._app_role_assignments, methods=["POST", "DELETE"]),
             Route("/_emulator/sign-ins/age", self._age_sign_ins, methods=["POST"]),
+            Route("/_emulator/id-token-faults", self._id_token_fault, methods=["POST", "DELETE"]),
             Route("/_emulator/tokens", self._mint, methods=["POST"]),
             Route("/_emulator/health", self._health, methods=["GET"]),
             Route("/{tenant}/v2.0/.well-known/openid-configuration", self._openid_v2, methods=["GET"]),
@@ -504,6 +524,24 @@ class Authority:
         if user is not None and not isinstance(user, str):
             return JSONResponse({"error": "user_id must be a user's object id"}, status_code=400)
         return JSONResponse({"sessions": self.signin.age_sessions(seconds, user)})
+
+    async def _id_token_fault(self, request: Request) -> Response:
+        refusal = control_refusal(request.scope, self._control_secret)
+        if refusal is not None:
+            return JSONResponse(refusal[1], status_code=refusal[0])
+        if request.method == "DELETE":
+            self._id_token_faults.clear()
+            return JSONResponse({"value": []})
+        body = await _json_object(request)
+        client_id, claims = body.get("client_id"), body.get("claims") or {}
+        signing = body.get("signing", "authority")
+        if client_id not in self.principals:
+            return JSONResponse({"error": "client_id must name an application"}, status_code=400)
+        if not isinstance(claims, dict) or signing not in ("authority", "none", "foreign"):
+            return JSONResponse({"error": "claims is an object; signing is authority, none or foreign"},
+                                status_code=400)
+        self._id_token_faults[client_id] = {"claims": claims, "signing": signing}
+        return JSONResponse({"client_id": client_id, "claims": claims, "signing": signing}, status_code=201)
 
     def _check_roles(self, roles: Any, member_type: str) -> None:
         """Refuse ``{"<client_id>": ["role", ...]}`` naming unknown apps or roles."""

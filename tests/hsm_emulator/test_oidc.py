@@ -353,3 +353,25 @@ def test_users_apps_and_app_roles_survive_a_restart(tmp_path):
             person["object_id"], ["approver"], [group["object_id"]])
         token = durable.credential(bot).get_token(f"api://{app['client_id']}/.default").token
         assert jwt.decode(token, options={"verify_signature": False})["roles"] == ["auditor"]
+
+
+@pytest.mark.parametrize(("claims", "signing", "refusal"), [
+    ({"aud": "someone-else"}, "authority", jwt.InvalidAudienceError),
+    ({"iss": "https://sts.windows.net/other/"}, "authority", jwt.InvalidIssuerError),
+    ({"exp": 1}, "authority", jwt.ExpiredSignatureError),
+    ({}, "none", jwt.InvalidAlgorithmError),
+    ({}, "foreign", jwt.InvalidSignatureError),
+])
+def test_id_token_faults_give_the_next_id_token_a_flaw_a_relying_party_must_refuse(
+        emulator, tls, portal_app, user, msal_app, browser, claims, signing, refusal):
+    emulator.id_token_fault(portal_app["client_id"], claims, signing)
+    flow = msal_app.initiate_auth_code_flow([], redirect_uri=REDIRECT_URI)
+    answer = _callback(_sign_in(browser, emulator, flow["auth_uri"], user["user_principal_name"],
+                                "correct horse battery"))
+    flawed = msal_app.acquire_token_by_auth_code_flow(flow, answer)  # msal 1.39 does not verify the token
+    with pytest.raises(refusal):
+        _verified_id_token(emulator, tls, flawed["id_token"], portal_app["client_id"])
+    # Once only: the next ID token is genuine again.
+    flow = msal_app.initiate_auth_code_flow([], redirect_uri=REDIRECT_URI)
+    again = msal_app.acquire_token_by_auth_code_flow(flow, _callback(browser.get(flow["auth_uri"])))
+    assert _verified_id_token(emulator, tls, again["id_token"], portal_app["client_id"])["oid"] == user["object_id"]

@@ -194,6 +194,13 @@ class EmulatorProcess:
                              "/_emulator/app-role-assignments",
                              {"principal_id": principal_id, "resource": resource, "role": role})
 
+    def id_token_fault(self, client_id: str, claims: Optional[dict] = None, signing: str = "authority") -> dict:
+        """Alter the next ID token issued to application ``client_id`` (once): ``claims`` overridden
+        (``None`` removes one), signed by the ``authority``, with alg ``none``, or by a ``foreign``
+        key under the authority's key id."""
+        return self._control(self.endpoints["authority"], "POST", "/_emulator/id-token-faults",
+                             {"client_id": client_id, "claims": claims or {}, "signing": signing})
+
     def age_sign_ins(self, seconds: int, user_id: Optional[str] = None) -> int:
         """Make browser sign-ins at the authority ``seconds`` older (``max_age`` tests)."""
         body: dict[str, Any] = {"seconds": seconds}
