@@ -118,5 +118,6 @@ def test_endpoints_document_is_complete(emulator):
     endpoints = emulator.endpoints
     assert set(endpoints["hsms"]) == {"primary", "secondary"}
     assert endpoints["authority"].startswith("https://127.0.0.1:")
+    assert endpoints["graph"].startswith("https://127.0.0.1:") and endpoints["graph"] != endpoints["authority"]
     assert endpoints["ca_bundle"].endswith("ca.pem")
     assert emulator.health("secondary") == {"status": "ok", "hsm": "secondary"}

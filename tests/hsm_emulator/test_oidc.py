@@ -13,6 +13,7 @@ import hashlib
 import re
 import secrets
 import ssl
+import threading
 import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -375,3 +376,22 @@ def test_id_token_faults_give_the_next_id_token_a_flaw_a_relying_party_must_refu
     flow = msal_app.initiate_auth_code_flow([], redirect_uri=REDIRECT_URI)
     again = msal_app.acquire_token_by_auth_code_flow(flow, _callback(browser.get(flow["auth_uri"])))
     assert _verified_id_token(emulator, tls, again["id_token"], portal_app["client_id"])["oid"] == user["object_id"]
+
+
+def test_twenty_concurrent_redemptions_of_one_code_give_one_token(emulator, tls, portal_app, user, browser):
+    from concurrent.futures import ThreadPoolExecutor
+
+    verifier, challenge = _pkce()
+    answer = _callback(_sign_in(browser, emulator, _authorize_url(emulator, portal_app, challenge),
+                                user["user_principal_name"], "correct horse battery"))
+    start = threading.Barrier(20)
+
+    def redeem(_):
+        with httpx.Client(verify=tls, timeout=30) as client:
+            start.wait()
+            return _redeem(emulator, client, portal_app, answer["code"], verifier)
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(redeem, range(20)))
+    assert sorted(a.status_code for a in answers) == [200] + [400] * 19
+    assert {tuple(a.json()["error_codes"]) for a in answers if a.status_code == 400} == {(54005,)}
