@@ -71,28 +71,25 @@ def test_backup_via_managed_identity(hsm, admin, container, blobs, emulator,
 
 def _give_hsm_managed_identity(emulator, name: str) -> None:
     """Set a user-assigned identity on the HSM through the emulator's Resource Manager, as
-    `az keyvault update-hsm --mi-user-assigned` does."""
-    import json
-    import urllib.request
+    `az keyvault update-hsm --mi-user-assigned` does (azure-mgmt-keyvault, an ARM LRO)."""
+    import uuid
 
-    arm = emulator.endpoints["arm"]
-    base = arm["endpoint"] if isinstance(arm, dict) else arm
-    resource = emulator.endpoints.get("hsm_resource_ids", {}).get(name) or \
-        (arm.get("hsms", {}).get(name) if isinstance(arm, dict) else None)
-    assert resource, f"no ARM resource id for {name} in endpoints.json: {arm}"
-    identity = (arm.get("user_assigned_identities") or [None])[0] if isinstance(arm, dict) else None
-    token = emulator.credential().get_token("https://management.azure.com/.default").token
-    body = {"identity": {"type": "UserAssigned",
-                         "userAssignedIdentities": {identity: {}} if identity else {}}}
-    request = urllib.request.Request(
-        f"{base.rstrip('/')}{resource}?api-version=2023-07-01", method="PATCH",
-        data=json.dumps(body).encode(), headers={"Authorization": f"Bearer {token}",
-                                                 "Content-Type": "application/json"})
-    import ssl
+    from azure.mgmt.keyvault import KeyVaultManagementClient
+    from azure.mgmt.keyvault.models import (ManagedHsm, ManagedServiceIdentity,
+                                            UserAssignedIdentity)
 
-    with urllib.request.urlopen(request, context=ssl.create_default_context(
-            cafile=emulator.ca_bundle), timeout=30) as response:
-        assert response.status in (200, 202)
+    group = emulator.endpoints["resource_group"]
+    subscription = emulator.endpoints["hsm_resource_ids"][name].split("/")[2]
+    mgmt = KeyVaultManagementClient(emulator.credential(), subscription,
+                                    base_url=emulator.endpoints["arm"],
+                                    credential_scopes=["https://management.azure.com/.default"],
+                                    connection_verify=emulator.ca_bundle)
+    identity = (f"/subscriptions/{subscription}/resourceGroups/identities/providers/"
+                f"Microsoft.ManagedIdentity/userAssignedIdentities/portal-dr-{uuid.uuid4().hex[:6]}")
+    mgmt.managed_hsms.begin_update(group, name, ManagedHsm(
+        location="westeurope", identity=ManagedServiceIdentity(
+            type="UserAssigned", user_assigned_identities={identity: UserAssignedIdentity()}))
+    ).result()
 
 
 def test_backup_failure_is_a_failed_job_with_a_sentence(hsm, admin, container, emulator,
