@@ -19,6 +19,11 @@ the tenant may read the directory (the emulator has no Graph permissions to gran
   ``/v1.0/servicePrincipals(appId='{appId}')``, ``/v1.0/groups/{id}``,
   ``/v1.0/directoryObjects/{id}``, ``/v1.0/me`` (delegated tokens only).
 
+Test controls (loopback, the run's control secret): ``POST|GET|DELETE /_emulator/faults``
+as on an HSM (``faults.py``): matching requests are delayed and/or refused with the status
+in Graph's envelope (403 ``Authorization_RequestDenied``, 429 ``TooManyRequests`` with
+``Retry-After``, 503 ``ServiceNotAvailable``, ...).
+
 Answers have Graph's shapes: ``@odata.context``, ``value``; errors
 ``{"error": {"code", "message", "innerError": {"date", "request-id", "client-request-id"}}}``
 with Graph's codes (``InvalidAuthenticationToken``, ``Request_ResourceNotFound``,
@@ -27,6 +32,7 @@ with Graph's codes (``InvalidAuthenticationToken``, ``Request_ResourceNotFound``
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import json
 import re
@@ -38,6 +44,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .faults import FaultInjector
+from .routing import control_refusal
 from .tokens import GRAPH_RESOURCES, Authority, TokenValidator
 
 MAX_IDS = 1000
@@ -52,17 +60,26 @@ _CLAUSE = re.compile(
     r"|startswith\(\s*(?P<sw_prop>[A-Za-z]+)\s*,\s*'(?P<sw_val>(?:[^']|'')*)'\s*\)"
     r"|servicePrincipalNames/any\(\s*(?P<var>\w+)\s*:\s*(?P=var)\s+eq\s+'(?P<any_val>(?:[^']|'')*)'\s*\))\s*")
 _CONNECTOR = re.compile(r"\s*(and|or)\s+", re.I)
+_FAULT_CODES = {
+    400: ("BadRequest", "The request was refused by an injected fault."),
+    401: ("InvalidAuthenticationToken", "Access token validation failure (injected fault)."),
+    403: ("Authorization_RequestDenied", "Insufficient privileges to complete the operation."),
+    404: ("Request_ResourceNotFound", "The resource was not found (injected fault)."),
+    429: ("TooManyRequests", "Too many requests (injected fault)."),
+    503: ("ServiceNotAvailable", "The service is temporarily unavailable (injected fault)."),
+}
 _SEARCH = re.compile(r'"(?P<prop>[A-Za-z]+):(?P<val>[^"]*)"')
 
 
 class GraphError(Exception):
     """An error answer in Graph's envelope."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: Optional[dict] = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def _unsupported(message: str = "Unsupported Query.") -> GraphError:
@@ -76,10 +93,42 @@ class Graph:
         self._authority = authority
         self.base_url = base_url
         self._validator: Optional[TokenValidator] = None
+        self.faults = FaultInjector()
 
     def app(self) -> Starlette:
         """The Starlette app: one route, dispatched here (Graph paths hold parentheses and quotes)."""
-        return Starlette(routes=[Route("/{path:path}", self._dispatch, methods=["GET", "POST"])])
+        return Starlette(routes=[
+            Route("/_emulator/faults", self._faults, methods=["GET", "POST", "DELETE"]),
+            Route("/{path:path}", self._dispatch, methods=["GET", "POST"]),
+        ])
+
+    async def _faults(self, request: Request) -> Response:
+        refusal = control_refusal(request.scope, self._authority.control_secret)
+        if refusal is not None:
+            return JSONResponse(refusal[1], status_code=refusal[0])
+        if request.method == "GET":
+            return JSONResponse({"value": self.faults.list()})
+        if request.method == "DELETE":
+            self.faults.clear()
+            return JSONResponse({"value": []})
+        try:
+            spec = json.loads(await request.body() or b"{}")
+            if not isinstance(spec, dict):
+                raise ValueError("the body must be a JSON object")
+            return JSONResponse(self.faults.add(spec).describe(), status_code=201)
+        except ValueError as exc:
+            return JSONResponse({"error": {"code": "BadRequest", "message": str(exc)}}, status_code=400)
+
+    async def _inject_fault(self, request: Request) -> None:
+        fault = self.faults.take(request.method, request.url.path) if self.faults else None
+        if fault is None:
+            return
+        if fault.latency_ms:
+            await asyncio.sleep(fault.latency_ms / 1000)
+        if fault.status is not None:
+            code, message = _FAULT_CODES.get(fault.status, ("UnknownError", "Injected fault."))
+            raise GraphError(fault.status, code, message,
+                             {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None)
 
     # -- objects ------------------------------------------------------------------
 
@@ -129,12 +178,13 @@ class Graph:
     async def _dispatch(self, request: Request) -> Response:
         request_id = str(uuid.uuid4())
         try:
+            await self._inject_fault(request)
             claims = self._authenticate(request)
             path = "/" + request.path_params["path"]
             body = await self._route(request, path, claims)
             return JSONResponse(body, headers=self._headers(request, request_id))
         except GraphError as exc:
-            headers = self._headers(request, request_id)
+            headers = {**self._headers(request, request_id), **exc.headers}
             if exc.status == 401:
                 headers["WWW-Authenticate"] = (f'Bearer realm="", authorization_uri="{self._authority.base_url}/'
                                                f'{self._authority.tenant_id}/oauth2/authorize", '

@@ -177,6 +177,11 @@ class Authority:
         self.extra_resources: set[str] = set()
 
     @property
+    def control_secret(self) -> str:
+        """This run's control secret (the Graph endpoint's test controls check it too)."""
+        return self._control_secret
+
+    @property
     def issuer(self) -> str:
         """The ``iss`` of access tokens (v1 form, as Managed HSM receives them)."""
         return f"https://sts.windows.net/{self.tenant_id}/"

@@ -149,3 +149,18 @@ def test_tokens_are_checked_and_me_needs_a_user(graph, emulator, directory):
                                     audience="https://graph.microsoft.com")
     me = graph("GET", "/v1.0/me", token_value=delegated).json()
     assert me["userPrincipalName"] == directory["user"]["user_principal_name"]
+
+
+def test_injected_faults_answer_in_graphs_error_envelope(graph, emulator):
+    emulator.fail_graph("POST", "/v1.0/directoryObjects/getByIds", status=429, count=1, retry_after=2)
+    try:
+        throttled = graph("POST", "/v1.0/directoryObjects/getByIds", json={"ids": []})
+        assert throttled.status_code == 429 and throttled.headers["retry-after"] == "2"
+        assert throttled.json()["error"]["code"] == "TooManyRequests"
+        assert graph("POST", "/v1.0/directoryObjects/getByIds", json={"ids": []}).status_code == 200  # count=1
+        emulator.fail_graph("GET", "/v1.0/users", status=403)
+        denied = graph("GET", "/v1.0/users")
+        assert (denied.status_code, denied.json()["error"]["code"]) == (403, "Authorization_RequestDenied")
+    finally:
+        emulator.clear_graph_faults()
+    assert graph("GET", "/v1.0/users").status_code == 200

@@ -229,6 +229,19 @@ class EmulatorProcess:
                 spec[member] = value
         return self._control(self.hsm_url(hsm), "POST", "/_emulator/faults", spec)
 
+    def fail_graph(self, method: str, path: str, status: Optional[int] = 503, count: int = -1,
+                   retry_after: Optional[float] = None, latency_ms: Optional[int] = None) -> dict:
+        """The same as ``fail`` for the emulator's Microsoft Graph (answers in Graph's error envelope)."""
+        spec: dict[str, Any] = {"method": method, "path": path, "count": count}
+        for member, value in (("status", status), ("retry_after", retry_after), ("latency_ms", latency_ms)):
+            if value is not None:
+                spec[member] = value
+        return self._control(self.endpoints["graph"], "POST", "/_emulator/faults", spec)
+
+    def clear_graph_faults(self) -> None:
+        """Disarm the Graph endpoint's faults."""
+        self._control(self.endpoints["graph"], "DELETE", "/_emulator/faults")
+
     def clear_faults(self, hsm: Optional[str] = None) -> None:
         """Disarm faults on one HSM, or on all of them."""
         for name in ([hsm] if hsm else list(self.endpoints["hsms"])):

@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from portal.errors import BadInput
+from portal.errors import BadInput, Throttled
 from portal.gateway import directory
 from portal.gateway.clients import reset_clients
 
@@ -14,7 +14,9 @@ def graph(azure_settings, emulator):
     """The gateway pointed at the emulator (Graph included), with an empty name cache."""
     assert azure_settings.AZURE_GRAPH_URL == emulator.endpoints["graph"]
     directory.clear_cache()
+    azure_settings.AZURE_RETRY_TOTAL = 0  # one call per look-up: faults below are seen as they are
     yield azure_settings
+    emulator.clear_graph_faults()
     directory.clear_cache()
     reset_clients()
 
@@ -97,3 +99,24 @@ def test_principal_search_says_why_when_the_directory_cannot_answer(graph):
     assert no_token.value.status == 503
     assert no_token.value.message == ("The portal could not get a token for the directory (Microsoft Graph); "
                                       "check its credential settings.")
+
+
+def test_graph_refusals_become_sentences_for_search_and_unnamed_ids_for_look_ups(graph, emulator, people):
+    emulator.fail_graph("GET", "/v1.0/users", status=403)
+    with pytest.raises(directory.DirectoryUnavailable) as denied:
+        directory.principal_search("anyone")
+    assert denied.value.code == "directory_forbidden"
+    assert "grant it Directory.Read.All" in denied.value.message
+    emulator.clear_graph_faults()
+
+    emulator.fail_graph("GET", "/v1.0/servicePrincipals", status=429, retry_after=1)
+    with pytest.raises(Throttled) as busy:
+        directory.principal_search("anyone")
+    assert busy.value.message == "The directory (Microsoft Graph) is busy; try again in a minute."
+    emulator.clear_graph_faults()
+
+    emulator.fail_graph("POST", "/v1.0/directoryObjects/getByIds", status=503, count=1)
+    user_id = people["user"]["object_id"]
+    assert directory.principals_by_ids([user_id]) == {user_id: directory.unresolved(user_id)}
+    # A failure is not cached: the next look-up names the user.
+    assert directory.principals_by_ids([user_id])[user_id]["display_name"] == f"Linus Kaur {people['tag']}"
