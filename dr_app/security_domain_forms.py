@@ -29,6 +29,12 @@ class ActivateForm(forms.Form):
         return [{"index": i, "name": self[f"name_{i}"], "email": self[f"email_{i}"],
                  "certificate": self[f"certificate_{i}"]} for i in range(MAX_CUSTODIANS)]
 
+    @property
+    def custodians_beyond_three(self) -> bool:
+        """Whether lines 4-10 hold anything (their section then opens again)."""
+        return any(self.data.get(f"name_{i}") or self.files.get(f"certificate_{i}")
+                   for i in range(3, MAX_CUSTODIANS))
+
     def custodians(self) -> list[dict]:
         """The filled lines as the service takes them (name, email, certificate bytes)."""
         found = []

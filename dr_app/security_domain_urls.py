@@ -4,7 +4,7 @@ from django.urls import path
 from dr_app import security_domain_views as views
 
 _SD = "hsms/<str:hsm_id>/security-domain/"
-_CUSTODIAN = "hsms/<str:hsm_id>/custodians/<int:custodian_id>/"
+_CUSTODIAN = _SD + "custodians/<int:custodian_id>/"
 
 urlpatterns = [
     path(_SD, views.SdOverviewView.as_view(), name="sd-overview"),
@@ -16,7 +16,7 @@ urlpatterns = [
          name="sd-exchange-key"),
     path(_SD + "recover/upload/", views.SdUploadView.as_view(), name="sd-upload"),
     path(_SD + "quorum/", views.SdQuorumView.as_view(), name="sd-quorum"),
-    path("hsms/<str:hsm_id>/custodians/add/", views.SdCustodianAddView.as_view(),
+    path(_SD + "custodians/add/", views.SdCustodianAddView.as_view(),
          name="sd-custodian-add"),
     path(_CUSTODIAN, views.SdCustodianView.as_view(), name="sd-custodian"),
     path(_CUSTODIAN + "challenge/", views.SdChallengeView.as_view(), name="sd-challenge"),

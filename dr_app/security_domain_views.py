@@ -71,8 +71,8 @@ def _state_facts(state: SecurityDomainState, status_error: str) -> list[Fact]:
     return [
         Fact("Activation", state.get_activation_display(), kind="status",
              tone=ACTIVATION_TONES.get(state.activation, "muted"), id="sd-activation"),
-        Fact("Status detail", status_error or state.activation_detail,
-             note="The HSM reports nothing more."),
+        *([Fact("Status detail", status_error or state.activation_detail)]
+          if status_error or state.activation_detail else []),
         Fact("Checked", state.checked, kind="time", note="Not checked yet"),
         Fact("Quorum", f"{state.quorum} custodians" if state.quorum else "",
              note="Not recorded", id="sd-quorum"),

@@ -94,7 +94,7 @@ def test_a_pss_signature_and_the_page_upload_prove_custody(client, admin, vault,
     keeper = people[0]
     custodian = add(vault, keeper, admin)
     page = signed_in(client, admin)
-    base = f"/hsms/{vault.name}/custodians/{custodian.pk}/"
+    base = f"/hsms/{vault.name}/security-domain/custodians/{custodian.pk}/"
     challenge_file = page.post(base + "challenge/")
     assert challenge_file.status_code == 200
     assert challenge_file["Content-Disposition"].startswith("attachment;")

@@ -8,11 +8,15 @@ from dr_app.models_sd import Custodian, SecurityDomainFile
 from dr_app.security_domain_tasks import security_domain_activate_run
 from portal.approvals.models import ApprovalRequest
 from portal.jobs.models import Job
-from tests.dr_app.test_security_domain import (custodians, pem, sd_emulator,  # noqa: F401
-                                               sd_settings, signed_in, source, target)
+from tests.dr_app import test_security_domain as sd
 from tests.support.sd_custodian import restore_blob
 
 pytestmark = pytest.mark.django_db
+
+# The emulator with un-activated HSMs and the custodians, shared with the API tests.
+sd_emulator, sd_settings, source, target, custodians = (
+    sd.sd_emulator, sd.sd_settings, sd.source, sd.target, sd.custodians)
+pem, signed_in = sd.pem, sd.signed_in
 
 
 def test_the_security_domain_tab_for_each_role(client, personas, source):
@@ -31,7 +35,7 @@ def test_the_security_domain_tab_for_each_role(client, personas, source):
 
 
 def test_activation_from_the_form_then_one_download_from_the_tab(client, admin, source,
-                                                                 custodians):  # noqa: F811
+                                                                 custodians):
     signed_in(client, admin)
     form = {"quorum": "2"}
     for index, person in enumerate(custodians):
@@ -58,7 +62,7 @@ def test_activation_from_the_form_then_one_download_from_the_tab(client, admin, 
         f"/hsms/{source.name}/security-domain/").content.decode()
 
 
-def test_activation_form_marks_a_bad_certificate(client, admin, source, custodians):  # noqa: F811
+def test_activation_form_marks_a_bad_certificate(client, admin, source, custodians):
     signed_in(client, admin)
     form = {"quorum": "2"}
     for index, person in enumerate(custodians):
@@ -72,11 +76,9 @@ def test_activation_form_marks_a_bad_certificate(client, admin, source, custodia
 
 
 def test_recovery_wizard_exchange_key_then_upload_for_approval(client, settings, admin, source,
-                                                               target, custodians):  # noqa: F811
-    from tests.dr_app.test_security_domain import activate
-
+                                                               target, custodians):
     signed_in(client, admin)
-    job = activate(client, source, custodians)
+    job = sd.activate(client, source, custodians)
     saved = client.post(f"/api/v1/hsms/{source.name}/security-domain/download/{job.pk}/").content
     wizard = client.get(f"/hsms/{target.name}/security-domain/recover/")
     assert wizard.status_code == 200 and "Do step 1 first." in wizard.content.decode()

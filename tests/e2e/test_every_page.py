@@ -92,8 +92,24 @@ def seed(hsm, secondary_hsm, admin) -> dict:
                                      request_id=uuid.uuid4().hex)
     job = job_create(kind="keys.sync", actor=admin, hsm=hsm)
     job_finish(job_id=job.pk, ok=False, error="The HSM answered 503; try again shortly.")
-    return {"hsm_id": hsm.name, "name": name, "version": record.versions.first().version,
-            "job_id": job.pk}
+    from tests.access_app.seed import seed_access
+
+    return {**seed_access(hsm, admin), "hsm_id": hsm.name, "name": name,
+            "version": record.versions.first().version,
+            "job_id": job.pk, "custodian_id": seed_custodian(hsm, admin).pk}
+
+
+def seed_custodian(hsm, admin):
+    """A custodian of the HSM's security domain (a fresh self-signed certificate)."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from dr_app.security_domain import custodian_add
+    from tests.support.sd_custodian import make_custodians
+
+    person = make_custodians(1, prefix="page-keeper")[0]
+    return custodian_add(hsm=hsm, name=person.name, email="keeper@example.test",
+                         certificate=person.certificate.public_bytes(Encoding.PEM),
+                         actor=admin, request_id=uuid.uuid4().hex)
 
 
 def url_for(route: Route, values: dict) -> str:
