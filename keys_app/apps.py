@@ -23,11 +23,17 @@ class KeysAppConfig(AppConfig):
         from portal.gateway.selectors import hsm_summary_register
 
         hsm_summary_register(selectors.hsm_key_facts)  # the HSM page's Essentials
-        # Dangerous key actions go through maker-checker once approvals land.
-        registry.register("key.delete", services.key_delete)
-        registry.register("key.purge", services.key_purge)
-        registry.register("key.disable", services.key_update)
-        registry.register("key.rotation_policy.clear", services.key_rotation_policy_set)
+        # Dangerous key actions go through maker-checker: the direct path returns a pending
+        # request; on approval the approvals job runs the same service with it attached.
+        from keys_app.approvals import ACTIONS, describer
+
+        registry.register("key.delete", services.key_delete, label=ACTIONS["key.delete"][0],
+                          describe=describer("key.delete"))
+        registry.register("key.purge", services.key_purge, label=ACTIONS["key.purge"][0],
+                          describe=describer("key.purge"))
+        registry.register("key.rotation_policy.clear", services.key_rotation_policy_set,
+                          label=ACTIONS["key.rotation_policy.clear"][0],
+                          describe=describer("key.rotation_policy.clear"))
         # The dashboard: key figures per HSM, and which key actions count as dangerous.
         from keys_app.dashboard import key_figures
         from portal.dashboard import dangerous_action_register, dashboard_register

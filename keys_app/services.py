@@ -19,6 +19,8 @@ from keys_app.spec import (KeySpec, date_bounded, dates_validate, import_spec_bu
                            name_validate, ops_validate, standards_violations, tags_validate)
 from keys_app import rotation
 from portal import gateway
+from portal.approvals.models import ApprovalRequest
+from portal.approvals.services import approval_require
 from portal.audit.models import AuditEvent
 from portal.audit.services import AuditOutcomeUnrecorded, audit_record, audit_result
 from portal.errors import AuditUnavailable, BadInput, Conflict, NotFound, PortalError
@@ -46,6 +48,33 @@ class InventoryNotUpdated(PortalError):
 def key_target(hsm: HsmInstance, name: str) -> str:
     """The audit target text of a key."""
     return f"hsm:{hsm.name}/key:{name}"
+
+
+def _as_hsm(hsm: HsmInstance | str) -> HsmInstance:
+    """An approved run names its HSM in the payload (JSON); the direct path passes the row."""
+    if isinstance(hsm, HsmInstance):
+        return hsm
+    found = HsmInstance.objects.filter(name=hsm).first()
+    if found is None:
+        raise NotFound(f"HSM {hsm} is no longer registered.")
+    return found
+
+
+def _approval_gate(*, operation: str, hsm: HsmInstance, name: str, actor, request_id: str,
+                   approval, justification: str, ticket: str,
+                   payload: dict) -> ApprovalRequest | None:
+    """Maker-checker for a dangerous key action: a pending request to return instead of
+    acting, or None when `approval` is the approved request for exactly this action."""
+    return approval_require(operation=operation, actor=actor,
+                            payload={"hsm": hsm.name, "name": name, **payload},
+                            target=key_target(hsm, name), request_id=request_id,
+                            approval=approval, justification=justification, ticket=ticket,
+                            context={"hsm": hsm.name, "scope": f"/keys/{name}"})
+
+
+def _correlation(approval) -> dict:
+    """The approval's correlation id for the action's audit rows (the request's chain)."""
+    return {"correlation_id": approval.correlation_id, "approval_id": approval.pk}
 
 
 def confirm(name: str, confirm_name: str | None) -> None:
@@ -542,20 +571,33 @@ def key_rotate(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRec
     return _refresh(intent, hsm, key, record=record)
 
 
-def key_rotation_policy_set(*, hsm: HsmInstance, name: str, policy: dict | None, actor,
-                            request_id: str, confirm_name: str | None = None) -> KeyRecord:
+def key_rotation_policy_set(*, hsm: HsmInstance | str, name: str, policy: dict | None, actor,
+                            request_id: str, confirm_name: str | None = None, approval=None,
+                            justification: str = "", ticket: str = ""
+                            ) -> KeyRecord | ApprovalRequest:
     """Set (or with policy None, clear) a key's rotation policy. Audited; clearing it, or
     a policy that stops a rotating key's automatic rotation, needs the typed confirmation
-    (through either door)."""
+    (through either door). Clearing needs approval (`key.rotation_policy.clear`): without
+    one it returns the pending ApprovalRequest instead of acting."""
+    hsm = _as_hsm(hsm)
     record = key_get(hsm=hsm, name=name)
     name = record.name
     if policy is not None:
         policy = rotation.policy_validate(policy)
     if policy is None or (record.has_rotation_policy and not convert.policy_rotates(policy)):
         confirm(name, confirm_name)
+    detail = {"policy": policy}
+    if policy is None:
+        pending = _approval_gate(operation="key.rotation_policy.clear", hsm=hsm, name=name,
+                                 actor=actor, request_id=request_id, approval=approval,
+                                 justification=justification, ticket=ticket,
+                                 payload={"policy": None, "confirm_name": name})
+        if pending is not None:
+            return pending
+        detail.update(_correlation(approval))
     intent = _intent(actor=actor, action="key.rotation_policy.clear" if policy is None else
                      "key.rotation_policy.set", hsm=hsm, name=name, request_id=request_id,
-                     detail={"policy": policy})
+                     detail=detail)
     stored = _hsm(intent, lambda: gateway.keys(hsm).update_key_rotation_policy(
         name, convert.rotation_policy_for_sdk(policy)))
 
@@ -603,14 +645,24 @@ def key_restore(*, hsm: HsmInstance, blob: bytes, actor, request_id: str) -> Key
                     outcome_target=key_target(hsm, key.name), actor=actor)
 
 
-def key_delete(*, hsm: HsmInstance, name: str, actor, request_id: str,
-               confirm_name: str | None) -> KeyRecord:
+def key_delete(*, hsm: HsmInstance | str, name: str, actor, request_id: str,
+               confirm_name: str | None, approval=None, justification: str = "",
+               ticket: str = "") -> KeyRecord | ApprovalRequest:
     """Soft-delete a key (recoverable for the HSM's retention days). Audited; needs the
-    typed confirmation."""
+    typed confirmation and approval (`key.delete`): without one it returns the pending
+    ApprovalRequest instead of acting."""
+    hsm = _as_hsm(hsm)
     record = key_get(hsm=hsm, name=name)
     name = record.name
     confirm(name, confirm_name)
-    intent = _intent(actor=actor, action="key.delete", hsm=hsm, name=name, request_id=request_id)
+    pending = _approval_gate(operation="key.delete", hsm=hsm, name=name, actor=actor,
+                             request_id=request_id, approval=approval,
+                             justification=justification, ticket=ticket,
+                             payload={"confirm_name": name})
+    if pending is not None:
+        return pending
+    intent = _intent(actor=actor, action="key.delete", hsm=hsm, name=name, request_id=request_id,
+                     detail=_correlation(approval))
     deleted = _hsm(intent, lambda: gateway.keys(hsm).begin_delete_key(name).result())
     snapshot = convert.deleted_snapshot(deleted)
     return _after_hsm(intent, cache=lambda: key_record_upsert(
@@ -630,17 +682,27 @@ def key_recover(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRe
                     detail=detail, reload_versions=True)
 
 
-def key_purge(*, hsm: HsmInstance, name: str, actor, request_id: str,
-              confirm_name: str | None) -> None:
-    """Permanently delete a soft-deleted key. Audited; needs the typed confirmation; refused
-    by the HSM for a live key or under purge protection."""
+def key_purge(*, hsm: HsmInstance | str, name: str, actor, request_id: str,
+              confirm_name: str | None, approval=None, justification: str = "",
+              ticket: str = "") -> ApprovalRequest | None:
+    """Permanently delete a soft-deleted key. Audited; needs the typed confirmation and
+    approval (`key.purge`): without one it returns the pending ApprovalRequest instead of
+    acting. Refused by the HSM for a live key or under purge protection."""
+    hsm = _as_hsm(hsm)
     name = name_validate(name)
     record = KeyRecord.objects.filter(hsm=hsm, name__iexact=name).first()
     name = record.name if record is not None else name
     confirm(name, confirm_name)
     if record is not None and record.state == KeyRecord.State.ACTIVE:
         raise Conflict(f"{name} is not deleted: delete it first, then purge it.")
-    intent = _intent(actor=actor, action="key.purge", hsm=hsm, name=name, request_id=request_id)
+    pending = _approval_gate(operation="key.purge", hsm=hsm, name=name, actor=actor,
+                             request_id=request_id, approval=approval,
+                             justification=justification, ticket=ticket,
+                             payload={"confirm_name": name})
+    if pending is not None:
+        return pending
+    intent = _intent(actor=actor, action="key.purge", hsm=hsm, name=name, request_id=request_id,
+                     detail=_correlation(approval))
     _hsm(intent, lambda: gateway.keys(hsm).purge_deleted_key(name))
     _after_hsm(intent, cache=lambda: KeyRecord.objects.filter(hsm=hsm, name__iexact=name).delete())
 

@@ -12,6 +12,8 @@ from keys_app.selectors import KeyFilter, inventory_state, key_activity, key_get
 from keys_app.tables import deleted_key_table, key_table
 from keys_app.spec import spec_from_request, standards_violations
 from portal.accounts.stepup import ensure_recent_sign_in
+from portal.approvals.models import ApprovalRequest
+from portal.approvals.responses import page_pending
 from portal.downloads import attachment, csv_lines
 from portal.errors import BadInput, NotFound, PortalError
 from portal.gateway.selectors import hsm_get_for_user, hsm_list
@@ -24,14 +26,28 @@ CSV_FIELDS = ("name", "state", "kty", "key_size", "curve", "enabled", "key_ops",
 
 
 def _act(request, call, success: str, fallback: str):
-    """Run one service call for a POST: flash the outcome, redirect to what it returns."""
+    """Run one service call for a POST: flash the outcome, redirect to what it returns (a
+    pending approval request: to its page, saying it waits for approval)."""
     try:
         target = call()
     except PortalError as exc:
         messages.error(request, exc.message)
         return redirect(fallback)
+    if isinstance(target, ApprovalRequest):
+        return page_pending(request, target)
     messages.success(request, success)
     return redirect(target or fallback)
+
+
+def _then(result, url: str):
+    """A service's pending approval request, or where to go after it acted."""
+    return result if isinstance(result, ApprovalRequest) else url
+
+
+def _reason(request) -> dict:
+    """The justification and ticket typed with a dangerous action (for its approvers)."""
+    return {"justification": request.POST.get("justification", ""),
+            "ticket": request.POST.get("ticket", "")}
 
 
 class KeyDefaultView(PortalPermissionMixin, View):
@@ -405,18 +421,20 @@ class KeyRotationPolicyView(HsmKeyMixin, View):
     def post(self, request, hsm_id, name):
         if request.POST.get("clear"):
             confirm_name = request.POST.get("confirm_name")
-            return _act(request, lambda: services.key_rotation_policy_set(
+            return _act(request, lambda: _then(services.key_rotation_policy_set(
                 hsm=self.hsm, name=name, policy=None, confirm_name=confirm_name,
-                actor=request.user, request_id=request.id) and self.rotation_url(name),
+                actor=request.user, request_id=request.id, **_reason(request)),
+                self.rotation_url(name)),
                 f"Cleared the rotation policy of {name}.", self.rotation_url(name))
         record = key_get(hsm=self.hsm, name=name)
         form = RotationPolicyForm(request.POST, record=record)
         if form.is_valid():
             policy = form.rotation_policy()
             try:
-                services.key_rotation_policy_set(
+                result = services.key_rotation_policy_set(
                     hsm=self.hsm, name=record.name, policy=policy, actor=request.user,
-                    request_id=request.id, confirm_name=form.cleaned_data["confirm_name"])
+                    request_id=request.id, confirm_name=form.cleaned_data["confirm_name"],
+                    **_reason(request))
             except BadInput as exc:
                 for field, errors in exc.fields.items():
                     form.add_error(field if field in form.fields else None, errors[0])
@@ -426,6 +444,8 @@ class KeyRotationPolicyView(HsmKeyMixin, View):
                 messages.error(request, exc.message)
                 return redirect(self.rotation_url(record.name))
             else:
+                if isinstance(result, ApprovalRequest):  # clearing it needs approval
+                    return page_pending(request, result)
                 messages.success(request, f"Cleared the rotation policy of {record.name}."
                                  if policy is None else f"Set the rotation policy of {record.name}.")
                 return redirect(self.rotation_url(record.name))
@@ -463,10 +483,10 @@ class KeyDeleteView(HsmKeyMixin, View):
     required_permission = "keys_app.delete_keyrecord"
 
     def post(self, request, hsm_id, name):
-        return _act(request, lambda: services.key_delete(
+        return _act(request, lambda: _then(services.key_delete(
             hsm=self.hsm, name=name, actor=request.user, request_id=request.id,
-            confirm_name=request.POST.get("confirm_name")) and
-            reverse("keys:deleted-list", kwargs={"hsm_id": hsm_id}),
+            confirm_name=request.POST.get("confirm_name"), **_reason(request)),
+            reverse("keys:deleted-list", kwargs={"hsm_id": hsm_id})),
             f"Deleted {name}; it can be recovered until its purge date.", self.detail_url(name))
 
 
@@ -495,8 +515,8 @@ class KeyPurgeView(HsmKeyMixin, View):
     def post(self, request, hsm_id, name):
         # Outside _act: the step-up goes to re-authenticate instead of a flash message.
         ensure_recent_sign_in(request, operation="key.purge")
-        return _act(request, lambda: services.key_purge(
+        return _act(request, lambda: _then(services.key_purge(
             hsm=self.hsm, name=name, actor=request.user, request_id=request.id,
-            confirm_name=request.POST.get("confirm_name")) or
-            reverse("keys:deleted-list", kwargs={"hsm_id": hsm_id}),
+            confirm_name=request.POST.get("confirm_name"), **_reason(request)),
+            reverse("keys:deleted-list", kwargs={"hsm_id": hsm_id})),
             f"Purged {name} permanently.", reverse("keys:deleted-list", kwargs={"hsm_id": hsm_id}))

@@ -90,20 +90,10 @@ def failed_jobs_count(user) -> int:
     return Job.objects.filter(status=Job.Status.FAILED, finished__gte=since).count()
 
 
-def pending_approvals_count(user) -> int:
-    """Approval requests waiting for this user's decision.
-
-    Always 0 until approval requests exist; the approvals work replaces this with a
-    count of pending requests the user may decide (never their own) and registers its
-    page in the Approvals group with badge="pending_approvals".
-    """
-    return 0
-
-
 badge_register("failed_jobs", failed_jobs_count, permission="jobs.view_job",
                meaning="failed in the last 24 hours")
-badge_register("pending_approvals", pending_approvals_count, permission=SIGNED_IN,
-               meaning="waiting for approval")
+# "pending_approvals" (requests waiting for the user's decision) is registered by
+# portal.approvals from its AppConfig.ready.
 
 
 # The HSM switcher keeps the page: objects named in the URL are checked on the other HSM

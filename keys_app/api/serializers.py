@@ -60,6 +60,11 @@ class KeyUpdateInput(serializers.Serializer):
 
 class ConfirmInput(serializers.Serializer):
     confirm_name = serializers.CharField(help_text="The key name typed again")
+    justification = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000,
+        help_text="Why, for the approvers (actions that need approval)")
+    ticket = serializers.CharField(required=False, allow_blank=True, max_length=100,
+                                   help_text="Change or incident ticket reference")
 
 
 class BackupIO(serializers.Serializer):

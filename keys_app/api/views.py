@@ -18,6 +18,8 @@ from keys_app.selectors import KeyFilter, key_get, key_list
 from keys_app.spec import spec_from_request, standards_violations
 from keys_app.views import keys_csv_response
 from portal.accounts.stepup import ensure_recent_sign_in
+from portal.approvals.api.serializers import ApprovalPendingOutput
+from portal.approvals.responses import api_pending
 from portal.errors import BadInput
 from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
@@ -93,13 +95,16 @@ class KeyDetailApi(HsmApi):
                                      request_id=request.id, **data)
         return Response(KeyDetailOutput(record).data)
 
-    @extend_schema(request=ConfirmInput, responses=KeyOutput,
-                   description="Soft delete; the body repeats the key name as confirm_name.")
+    @extend_schema(request=ConfirmInput, responses={202: ApprovalPendingOutput},
+                   description="Soft delete, after approval: the body repeats the key name as "
+                               "confirm_name; the answer is the pending approval request "
+                               "(key.delete), which runs when another person approves it.")
     def delete(self, request, hsm_id, name):
         data = _input(ConfirmInput, request).validated_data
-        record = services.key_delete(hsm=self.hsm(request, hsm_id), name=name, actor=request.user,
-                                     request_id=request.id, confirm_name=data["confirm_name"])
-        return Response(KeyOutput(record).data)
+        return api_pending(services.key_delete(
+            hsm=self.hsm(request, hsm_id), name=name, actor=request.user, request_id=request.id,
+            confirm_name=data["confirm_name"], justification=data.get("justification", ""),
+            ticket=data.get("ticket", "")))
 
 
 class KeyVersionsApi(HsmApi):
@@ -141,13 +146,15 @@ class KeyRotationPolicyApi(HsmApi):
             confirm_name=policy.get("confirm_name"))
         return Response(record.rotation_policy or NO_POLICY)
 
-    @extend_schema(request=ConfirmInput, responses={204: None})
+    @extend_schema(request=ConfirmInput, responses={202: ApprovalPendingOutput},
+                   description="Clear the policy, after approval: the answer is the pending "
+                               "approval request (key.rotation_policy.clear).")
     def delete(self, request, hsm_id, name):
         data = _input(ConfirmInput, request).validated_data
-        services.key_rotation_policy_set(hsm=self.hsm(request, hsm_id), name=name, policy=None,
-                                         confirm_name=data["confirm_name"], actor=request.user,
-                                         request_id=request.id)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return api_pending(services.key_rotation_policy_set(
+            hsm=self.hsm(request, hsm_id), name=name, policy=None,
+            confirm_name=data["confirm_name"], actor=request.user, request_id=request.id,
+            justification=data.get("justification", ""), ticket=data.get("ticket", "")))
 
 
 class KeyBackupApi(HsmApi):
@@ -210,13 +217,17 @@ class KeyRecoverApi(HsmApi):
 class KeyPurgeApi(HsmApi):
     required_permission = "keys_app.purge_keyrecord"
 
-    @extend_schema(request=ConfirmInput, responses={204: None})
+    @extend_schema(request=ConfirmInput, responses={202: ApprovalPendingOutput},
+                   description="Purge, after approval: the answer is the pending approval "
+                               "request (key.purge), which runs when another person approves "
+                               "it. Needs a recent sign-in.")
     def post(self, request, hsm_id, name):
         ensure_recent_sign_in(request, operation="key.purge")
         data = _input(ConfirmInput, request).validated_data
-        services.key_purge(hsm=self.hsm(request, hsm_id), name=name, actor=request.user,
-                           request_id=request.id, confirm_name=data["confirm_name"])
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return api_pending(services.key_purge(
+            hsm=self.hsm(request, hsm_id), name=name, actor=request.user, request_id=request.id,
+            confirm_name=data["confirm_name"], justification=data.get("justification", ""),
+            ticket=data.get("ticket", "")))
 
 
 class KeySyncApi(HsmApi):

@@ -12,6 +12,7 @@ from keys_app.spec import spec_from_request
 from portal import gateway
 from tests.e2e.conftest import sign_in
 from tests.factories import PASSWORD
+from tests.support.approvals import approve_and_run, run_approved
 
 WIDE = {"width": 1280, "height": 900}
 
@@ -52,8 +53,11 @@ def test_delete_goes_through_after_a_typo_is_corrected(page, admin, hsm, key_nam
 
     box.fill(key_name)
     page.get_by_role("button", name="Delete key").click()
-    page.wait_for_url("**/deleted-keys/")
-    expect(page.locator(".flash-success")).to_contain_text(f"Deleted {key_name}")
+    # Deleting needs another person's approval: the page of the pending request says so.
+    page.wait_for_url(re.compile(r"/approvals/\d+/$"))
+    expect(page.locator(".flash")).to_contain_text("Delete a key needs approval")
+    assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "active"
+    approve_and_run(int(page.url.rstrip("/").split("/")[-1]))
     assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "deleted"
     assert page.csp_errors == []
 
@@ -61,8 +65,8 @@ def test_delete_goes_through_after_a_typo_is_corrected(page, admin, hsm, key_nam
 @pytest.mark.e2e
 def test_purge_goes_through_after_a_typo_is_corrected(page, admin, hsm, key_name, tmp_path):
     make_key(hsm, admin, key_name)
-    services.key_delete(hsm=hsm, name=key_name, actor=admin, request_id="r-del",
-                        confirm_name=key_name)
+    run_approved(services.key_delete, hsm=hsm, name=key_name, actor=admin, request_id="r-del",
+                 confirm_name=key_name)
     sign_in(page, admin.username, PASSWORD)
     page.set_viewport_size(WIDE)
     page.goto(f"/hsms/{hsm.name}/deleted-keys/")
@@ -74,7 +78,9 @@ def test_purge_goes_through_after_a_typo_is_corrected(page, admin, hsm, key_name
 
     box.fill(key_name)
     page.get_by_role("button", name="Purge permanently").click()
-    expect(page.locator(".flash-success")).to_contain_text(f"Purged {key_name}")
+    page.wait_for_url(re.compile(r"/approvals/\d+/$"))
+    expect(page.locator(".flash")).to_contain_text("Purge a deleted key needs approval")
+    approve_and_run(int(page.url.rstrip("/").split("/")[-1]))
     assert not KeyRecord.objects.filter(hsm=hsm, name=key_name).exists()
     assert page.csp_errors == []
 
@@ -91,7 +97,10 @@ def test_clear_policy_goes_through_after_a_typo_is_corrected(page, admin, hsm, k
 
     box.fill(key_name)
     page.get_by_role("button", name="Clear policy").click()
-    expect(page.locator(".flash-success")).to_contain_text(f"Cleared the rotation policy of {key_name}")
+    page.wait_for_url(re.compile(r"/approvals/\d+/$"))
+    expect(page.locator(".flash")).to_contain_text("Clear a key's rotation policy needs approval")
+    approve_and_run(int(page.url.rstrip("/").split("/")[-1]))
+    detail(page, hsm, key_name, "rotation/")
     expect(page.locator("#rotation-policy")).to_have_text("none")
     assert gateway.keys(hsm).get_key_rotation_policy(key_name).lifetime_actions == []
     shot(page, tmp_path, "policy-cleared")

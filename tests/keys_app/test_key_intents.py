@@ -16,6 +16,7 @@ from keys_app.spec import spec_build
 from portal import gateway
 from portal.audit.models import AuditChainHead, AuditEvent
 from portal.audit.services import AuditOutcomeUnrecorded
+from tests.support.approvals import run_approved
 
 OWNER = {"owner": "payments"}
 BAD_JWKS = [
@@ -122,8 +123,8 @@ def test_a_read_failing_after_a_recover_does_not_record_the_recover_as_failed(hs
                                                                               key_name, emulator):
     services.key_create(hsm=hsm, spec=spec_build(name=key_name, kty="oct-HSM", tags=OWNER),
                         actor=admin, request_id="r0")
-    services.key_delete(hsm=hsm, name=key_name, actor=admin, request_id="r1",
-                        confirm_name=key_name)
+    run_approved(services.key_delete, hsm=hsm, name=key_name, actor=admin, request_id="r1",
+                 confirm_name=key_name)
     emulator.fail("GET", f"/keys/{key_name}/versions*", status=503)
     record = services.key_recover(hsm=hsm, name=key_name, actor=admin, request_id="r2")
     emulator.clear_faults()

@@ -7,6 +7,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from keys_app.models import KeyRecord
 from portal import gateway
 from portal.audit.models import AuditEvent
+from portal.approvals.models import ApprovalRequest
+from tests.support.approvals import approve_and_run
 
 OWNER = {"owner": "payments"}
 
@@ -119,7 +121,9 @@ def test_rotation_policy_set_read_and_clear(api_as, admin, hsm, key_name):
     assert stored.expires_in == "P1Y"
     assert stored.lifetime_actions[0].time_after_create == "P90D"
     assert client.delete(url, {"confirm_name": "wrong"}, format="json").status_code == 400
-    assert client.delete(url, {"confirm_name": key_name}, format="json").status_code == 204
+    cleared = client.delete(url, {"confirm_name": key_name}, format="json")
+    assert cleared.status_code == 202 and client.get(url).json()["lifetime_actions"]
+    approve_and_run(cleared)
     assert client.get(url).json()["lifetime_actions"] == []
     assert not gateway.keys(hsm).get_key_rotation_policy(key_name).lifetime_actions
 
@@ -147,8 +151,16 @@ def test_delete_recover_purge_and_the_name_held_by_a_deleted_key(api_as, admin, 
     create(client, hsm, key_name)
     url = f"/api/v1/hsms/{hsm.name}/keys/{key_name}/"
     assert client.delete(url, {"confirm_name": "nope"}, format="json").status_code == 400
-    deleted = client.delete(url, {"confirm_name": key_name}, format="json")
-    assert deleted.status_code == 200 and deleted.json()["state"] == "deleted"
+    deleted = client.delete(url, {"confirm_name": key_name, "justification": "retired"},
+                            format="json")
+    # Deleting needs another person's approval: 202 with the pending request, nothing done.
+    assert deleted.status_code == 202
+    pending = deleted.json()["approval_request"]
+    assert (pending["operation"], pending["status"], pending["justification"]) == (
+        "key.delete", "pending", "retired")
+    assert gateway.key_exists(hsm, key_name)
+    approve_and_run(deleted)
+    assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "deleted"
     listed = client.get(f"/api/v1/hsms/{hsm.name}/deleted-keys/").json()["results"]
     assert key_name in [k["name"] for k in listed]
     taken = client.post(f"/api/v1/hsms/{hsm.name}/keys/",
@@ -161,10 +173,12 @@ def test_delete_recover_purge_and_the_name_held_by_a_deleted_key(api_as, admin, 
     live_purge = client.post(f"/api/v1/hsms/{hsm.name}/deleted-keys/{key_name}/purge/",
                              {"confirm_name": key_name}, format="json")
     assert live_purge.status_code == 409
-    client.delete(url, {"confirm_name": key_name}, format="json")
+    approve_and_run(client.delete(url, {"confirm_name": key_name}, format="json"))
     purged = client.post(f"/api/v1/hsms/{hsm.name}/deleted-keys/{key_name}/purge/",
                          {"confirm_name": key_name}, format="json")
-    assert purged.status_code == 204
+    assert purged.status_code == 202
+    assert KeyRecord.objects.filter(hsm=hsm, name=key_name).exists()  # not yet: pending
+    approve_and_run(purged)
     assert not KeyRecord.objects.filter(hsm=hsm, name=key_name).exists()
     assert key_name not in [k.name for k in gateway.keys(hsm).list_deleted_keys()]
     assert audit_of("key.purge") == ["intent", "succeeded"]
@@ -205,7 +219,11 @@ def test_page_delete_needs_the_typed_name_then_recover(client, api_as, admin, hs
     client.post(f"/hsms/{hsm.name}/keys/{key_name}/delete/", {"confirm_name": "x"})
     assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "active"
     response = client.post(f"/hsms/{hsm.name}/keys/{key_name}/delete/", {"confirm_name": key_name})
-    assert response["Location"] == f"/hsms/{hsm.name}/deleted-keys/"
+    # The page sends the requester to the pending request's page: approvers decide it.
+    pending = ApprovalRequest.objects.get(operation="key.delete")
+    assert response["Location"] == f"/approvals/{pending.pk}/"
+    assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "active"
+    approve_and_run(pending)
     assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "deleted"
     client.post(f"/hsms/{hsm.name}/deleted-keys/{key_name}/recover/")
     assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "active"

@@ -11,6 +11,7 @@ from keys_app.models import InventoryState, KeyRecord
 from keys_app.spec import spec_from_request
 from portal import gateway
 from portal.audit.models import AuditEvent
+from tests.support.approvals import approve_and_run, run_approved
 
 
 def make_key(hsm, actor, name: str, **extra) -> KeyRecord:
@@ -23,8 +24,8 @@ def make_key(hsm, actor, name: str, **extra) -> KeyRecord:
 
 def test_every_key_page_tells_the_same_cache_age(client, admin, hsm, key_name):
     make_key(hsm, admin, key_name)
-    services.key_delete(hsm=hsm, name=key_name, actor=admin, request_id="r",
-                        confirm_name=key_name)
+    run_approved(services.key_delete, hsm=hsm, name=key_name, actor=admin, request_id="r",
+                 confirm_name=key_name)
     live = f"{key_name}-b"
     make_key(hsm, admin, live)
     synced = timezone.now() - timezone.timedelta(minutes=7)
@@ -196,7 +197,9 @@ def test_emptying_the_policy_form_clears_it_with_the_typed_name(client, admin, h
     assert hsm_actions(hsm, key_name) == ROTATE_30D
 
     response = client.post(policy_url(hsm, key_name), {**empty, "confirm_name": key_name})
-    assert response.status_code == 302
+    assert response.status_code == 302 and response["Location"].startswith("/approvals/")
+    assert hsm_actions(hsm, key_name) == ROTATE_30D  # clearing waits for an approver
+    approve_and_run(response["Location"].strip("/").split("/")[-1])
     assert hsm_actions(hsm, key_name) == []
     assert AuditEvent.objects.filter(action="key.rotation_policy.clear",
                                      outcome="succeeded").count() == 1

@@ -14,6 +14,7 @@ from keys_app.spec import spec_from_request
 from portal import gateway
 from portal.audit.models import AuditEvent
 from portal.gateway.models import HsmInstance
+from tests.support.approvals import run_approved
 
 TABS = {"overview": "", "versions": "versions/", "rotation": "rotation/", "activity": "activity/"}
 
@@ -332,8 +333,8 @@ def test_object_pages_write_nothing_inline(client, admin, hsm, key_name):
 
 def test_a_deleted_keys_page_offers_recover_and_purge_only(client, admin, hsm, key_name):
     make_key(hsm, admin, key_name)
-    services.key_delete(hsm=hsm, name=key_name, actor=admin, request_id="r",
-                        confirm_name=key_name)
+    run_approved(services.key_delete, hsm=hsm, name=key_name, actor=admin, request_id="r",
+                 confirm_name=key_name)
     client.force_login(admin)
     html = client.get(key_url(hsm, key_name)).content.decode()
     assert "This key is deleted. It can be recovered until" in html

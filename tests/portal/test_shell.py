@@ -42,11 +42,14 @@ def labels(context) -> dict:
 def test_each_role_sees_only_the_groups_and_pages_it_may_use(personas):
     assert labels(shell_for(personas["admin"], "/")) == {
         "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
+        "Approvals": ["Approval inbox", "My requests", "All requests"],
         "Audit & compliance": ["Audit trail"], "Jobs": ["Jobs"]}
     assert labels(shell_for(personas["approver"], "/")) == {
-        "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"]}
+        "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
+        "Approvals": ["Approval inbox", "My requests", "All requests"]}
     assert labels(shell_for(personas["auditor"], "/")) == {
         "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
+        "Approvals": ["My requests", "All requests"],
         "Audit & compliance": ["Audit trail"], "Jobs": ["Jobs"]}
     assert labels(shell_for(personas["outsider"], "/")) == {"Overview": ["Dashboard"]}
 
@@ -176,19 +179,20 @@ def test_later_work_adds_an_entry_and_its_count_in_one_line_each(admin, monkeypa
 
     monkeypatch.setattr(shell, "SECTIONS", copy.deepcopy(shell.SECTIONS))
     monkeypatch.setattr(shell, "BADGES", dict(shell.BADGES))
-    # Until approvals exist, the pending count is 0 and the group is not shown.
-    assert shell.pending_approvals_count(admin) == 0
-    assert "Approvals" not in labels(shell_for(admin, "/"))
+    # A group with no entries yet is not shown.
+    assert "Encryption" not in labels(shell_for(admin, "/"))
 
-    shell.nav_register("Requests", "api-docs", SIGNED_IN, section="Approvals",
-                       badge="pending_approvals")
+    shell.badge_register("cmk_waiting", lambda user: 0, permission=SIGNED_IN,
+                         meaning="waiting")
+    shell.nav_register("Requests", "api-docs", SIGNED_IN, section="Encryption",
+                       badge="cmk_waiting")
     context = shell_for(admin, "/")
-    entry = next(s for s in context["nav"] if s["title"] == "Approvals")["entries"][0]
+    entry = next(s for s in context["nav"] if s["title"] == "Encryption")["entries"][0]
     assert (entry["label"], entry["badge"]["count"]) == ("Requests", 0)
 
-    shell.badge_register("pending_approvals", lambda user: 3, permission=SIGNED_IN,
+    shell.badge_register("cmk_waiting", lambda user: 3, permission=SIGNED_IN,
                          meaning="waiting for approval")
-    entry = next(s for s in shell_for(admin, "/")["nav"] if s["title"] == "Approvals")["entries"][0]
+    entry = next(s for s in shell_for(admin, "/")["nav"] if s["title"] == "Encryption")["entries"][0]
     assert entry["badge"] == {"count": 3, "meaning": "waiting for approval"}
     with pytest.raises(ValueError, match="No navigation group 'Aprovals'"):
         shell.nav_register("Typo", "dashboard", SIGNED_IN, section="Aprovals")
