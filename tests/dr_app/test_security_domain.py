@@ -238,3 +238,65 @@ def test_only_admins_may_activate_or_upload(client, approver, auditor, source):
         assert client.post(f"/api/v1/hsms/{source.name}/security-domain/init-recovery/"
                            ).status_code == 403
         assert client.get(f"/api/v1/hsms/{source.name}/security-domain/").status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_worker_is_resumed_without_a_second_download(sd_settings, sd_emulator, source,
+                                                              custodians, admin):
+    """A worker SIGKILLed while it waits for activation: the job is taken up again with the
+    same claim (Celery redelivers with the same task id) and only polls; the HSM is asked
+    for its security domain once, and that one copy is what the admin downloads."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from django.db import connection
+
+    from portal.celery import app
+    from portal.gateway.emulator_config import emulator_environment
+    from portal.jobs.services import job_claim
+
+    job = services.security_domain_activate_start(
+        hsm=source, quorum=2, actor=admin, request_id="r",
+        custodians=[{"name": c.name, "certificate": pem(c)} for c in custodians])
+    app.control.purge()  # this test is the worker: drop the message the service queued
+    assert job_claim(job_id=job.pk, token="worker-a")
+    # The activation poll hangs, so the worker is killed while it waits.
+    sd_emulator.fail("GET", "/securitydomain/download/pending", status=None, latency_ms=60000,
+                     hsm="source")
+    root = Path(__file__).resolve().parents[2]
+    database = connection.settings_dict
+    env = {**os.environ, **emulator_environment(sd_emulator.endpoints),
+           "DJANGO_SETTINGS_MODULE": "portal.settings.test", "PYTHONPATH": str(root),
+           "TEST_DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:"
+                                f"{database['PORT']}/{database['NAME']}",
+           "PORTAL_VAR_DIR": str(sd_settings.VAR_DIR), "AZURE_RETRY_TOTAL": "0",
+           "DJANGO_SECRET_KEY": sd_settings.SECRET_KEY}
+    worker = subprocess.Popen(
+        [sys.executable, "-c", "import django; django.setup(); "
+         "from dr_app.security_domain import security_domain_activate_run as run; "
+         f"run(job_id={job.pk})"], cwd=root, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not SecurityDomainFile.objects.filter(job=job).exists():
+            assert worker.poll() is None, "the worker ended before it was killed"
+            assert time.monotonic() < deadline, "the worker never received the security domain"
+            time.sleep(0.1)
+        job.refresh_from_db()
+        assert job.external_operation_id == "securitydomain/download"
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    sd_emulator.clear_faults("source")
+
+    security_domain_activate_run.apply(args=[job.pk], task_id="worker-a")
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert any("Resumed" in line["text"] for line in job.log)
+    assert SecurityDomainFile.objects.filter(job=job).count() == 1
+    client_blob, _name = services.security_domain_download_fetch(
+        hsm=source, job_id=job.pk, actor=admin, request_id="r2")
+    assert {"SharedKeys", "EncData"} <= set(json.loads(client_blob))
