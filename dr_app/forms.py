@@ -7,14 +7,25 @@ AUTH_HELP = ("A SAS token the portal makes for this operation only (short-lived,
              "permissions), or the HSM's user-assigned managed identity.")
 
 
-class BackupStartForm(forms.Form):
+class ContainerForm(forms.Form):
+    """Shows the default container as the empty field's placeholder (read at request time)."""
+
+    def __init__(self, *args, **kwargs):
+        from django.conf import settings
+
+        super().__init__(*args, **kwargs)
+        if "container" in self.fields:
+            self.fields["container"].widget.attrs["placeholder"] = settings.DR_BACKUP_CONTAINER
+
+
+class BackupStartForm(ContainerForm):
     container = forms.CharField(max_length=63, required=False,
                                 help_text="Blob container; empty for the default.")
     auth_mode = forms.ChoiceField(choices=AuthMode.choices, initial=AuthMode.SAS,
                                   label="Storage access", help_text=AUTH_HELP)
 
 
-class ScheduleForm(forms.Form):
+class ScheduleForm(ContainerForm):
     name = forms.CharField(max_length=64, initial="nightly")
     every_hours = forms.IntegerField(min_value=1, max_value=168, initial=24,
                                      label="Every (hours)", help_text="1 to 168.")
@@ -30,7 +41,7 @@ class ScheduleForm(forms.Form):
                                    label="Keep the last", help_text="Empty: no count limit.")
 
 
-class RestoreForm(forms.Form):
+class RestoreForm(ContainerForm):
     MODES = [("selective", "One key (selective restore)"),
              ("full", "The whole HSM (full restore: every key is replaced)")]
 
@@ -54,7 +65,7 @@ class RestoreForm(forms.Form):
         return data
 
 
-class DrillForm(forms.Form):
+class DrillForm(ContainerForm):
     primary = forms.ChoiceField(choices=(), label="Primary (backed up)")
     secondary = forms.ChoiceField(choices=(), label="Secondary (restored into)")
     container = forms.CharField(max_length=63, required=False)

@@ -34,6 +34,7 @@ NOT_PAGES = {
     "audit:event-export": "a CSV download",
     "keys:key-public": "a public-key file download",
     "keys:key-version-public": "a public-key file download",
+    "access:campaign-evidence": "an access review's evidence as a JSON download",
     "keys-home": "a redirect to the first HSM's key list (visited as keys:key-list)",
     "accounts:login": "the sign-in page: visited signed out, in its own test",
 }
@@ -96,7 +97,31 @@ def seed(hsm, secondary_hsm, admin) -> dict:
 
     return {**seed_access(hsm, admin), "hsm_id": hsm.name, "name": name,
             "version": record.versions.first().version,
-            "job_id": job.pk, "custodian_id": seed_custodian(hsm, admin).pk}
+            "job_id": job.pk, "custodian_id": seed_custodian(hsm, admin).pk,
+            "drill_id": seed_drill(hsm, secondary_hsm, admin).pk}
+
+
+def seed_drill(hsm, secondary_hsm, admin):
+    """A finished DR drill with its report (as drill_run leaves it), and a catalog row."""
+    from dr_app.models import BackupRecord, DrDrill
+
+    job = job_create(kind="dr.drill", actor=admin, hsm=secondary_hsm)
+    job_finish(job_id=job.pk, ok=True, result={"passed": True}, step="Report ready")
+    folder = f"mhsm-{hsm.name}-2026113009151234"
+    BackupRecord.objects.create(hsm=hsm, source_hsm_name=hsm.name, container="mhsm-backups",
+                                folder=folder, status="succeeded", key_count=3,
+                                size_bytes=20480, blob_count=3, job=job)
+    comparison = {"keys_primary": 3, "keys_secondary": 3, "versions_primary": 4,
+                  "versions_secondary": 4, "role_assignments_primary": 2,
+                  "role_assignments_secondary": 2, "keys_missing": [], "keys_extra": [],
+                  "keys_versions_differ": [], "keys_state_differs": [],
+                  "role_assignments_missing": [], "role_assignments_extra": []}
+    return DrDrill.objects.create(primary=hsm, secondary=secondary_hsm, primary_name=hsm.name,
+                                  secondary_name=secondary_hsm.name, container="mhsm-backups",
+                                  job=job, passed=True, rto_seconds=12.5, rpo_seconds=3.1,
+                                  report={"passed": True, "rto_seconds": 12.5,
+                                          "rpo_seconds": 3.1, "source_folder": folder,
+                                          "comparison": comparison})
 
 
 def seed_custodian(hsm, admin):
