@@ -1,7 +1,7 @@
 """`make run`: set up and start the embedded portal, and stop everything on Ctrl-C.
 
-Starts the Managed HSM emulator, Azurite, a Celery worker and beat, and the web server
-(gunicorn) at http://127.0.0.1:8000, on the embedded defaults (SQLite, filesystem broker).
+Starts the Managed HSM emulator (which runs Azurite, its blob storage, over HTTPS), a Celery
+worker and beat, and the web server (gunicorn) at http://127.0.0.1:8000, on the embedded defaults (SQLite, filesystem broker).
 Environment variables override every default, as in production (see the README).
 
 Everything it writes under var/ is private to the user (umask 077: directories 0700, files
@@ -107,8 +107,10 @@ def start_emulator(env: dict, procs: list) -> dict | None:
     state = VAR / "emulator"
     endpoints = state / "endpoints.json"
     endpoints.unlink(missing_ok=True)
-    child = Child("emulator", [PY, "-m", "hsm_emulator", "serve", "--state-dir", str(state)],
-                  env=env)
+    args = [PY, "-m", "hsm_emulator", "serve", "--state-dir", str(state)]
+    if os.environ.get("PORTAL_NO_AZURITE"):
+        args.append("--no-storage")  # the emulator starts Azurite (its blob storage) otherwise
+    child = Child("emulator", args, env=env)
     procs.append(child)
     wait_for_file(endpoints, child, 60)
     from portal.gateway.emulator_config import emulator_environment
@@ -119,7 +121,10 @@ def start_emulator(env: dict, procs: list) -> dict | None:
     return data
 
 
-def start_azurite(env: dict, procs: list) -> None:
+def start_azurite(env: dict, procs: list, emulator: dict | None) -> None:
+    """Azurite for blob storage when the emulator does not run its own (endpoints `storage`)."""
+    if emulator and emulator.get("storage"):
+        return
     if not AZURITE.exists() or os.environ.get("PORTAL_NO_AZURITE"):
         print("Azurite is not installed (npm ci); blob storage is off.")
         return
@@ -148,11 +153,11 @@ def main() -> None:
         manage("collectstatic", "--noinput", "-v0", env=env)
         make_private(VAR)  # collectstatic sets its files' modes itself (0644)
         manage("seed_demo_users", env=env)
-        start_emulator(env, procs)
+        emulator = start_emulator(env, procs)
         # The keys pages show the HSMs' keys once the worker has run these, not after
         # beat's first interval.
         manage("inventory_sync", env=env)
-        start_azurite(env, procs)
+        start_azurite(env, procs, emulator)
         celery = [PY, "-m", "celery", "-A", "portal"]
         procs.append(Child("worker", [*celery, "worker", "--loglevel", "INFO",
                                       "--concurrency", "2"], env=env))
