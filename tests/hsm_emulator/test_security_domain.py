@@ -14,7 +14,7 @@ import time
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
-from azure.keyvault.administration import KeyVaultAccessControlClient, KeyVaultSettingsClient
+from azure.keyvault.administration import KeyVaultAccessControlClient, KeyVaultBackupClient, KeyVaultSettingsClient
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.securitydomain import SecurityDomainClient
 from azure.keyvault.securitydomain.aio import SecurityDomainClient as AsyncSecurityDomainClient
@@ -79,7 +79,9 @@ def test_an_unactivated_hsm_refuses_the_data_plane_until_its_security_domain_is_
                  lambda: list(keys(fresh).list_properties_of_keys()),
                  lambda: list(KeyVaultAccessControlClient(emulator.hsm_url(fresh), credential, **options)
                               .list_role_assignments("/")),
-                 lambda: KeyVaultSettingsClient(emulator.hsm_url(fresh), credential, **options).list_settings()):
+                 lambda: KeyVaultSettingsClient(emulator.hsm_url(fresh), credential, **options).list_settings(),
+                 lambda: KeyVaultBackupClient(emulator.hsm_url(fresh), credential, **options)
+                 .begin_backup("https://127.0.0.1:10000/devstoreaccount1/backups", sas_token="sv=x")):
         with pytest.raises(HttpResponseError) as refused:
             call()
         assert refused.value.status_code == 403
