@@ -59,6 +59,7 @@ class SecurityDomainActivateApi(SdApi):
     required_permission = "dr_app.manage_security_domain"
 
     @extend_schema(request=ActivateInput, responses={202: JobOutput},
+                   operation_id="security_domain_download_start",
                    description="Activate an un-activated HSM: a job downloads its security "
                                "domain wrapped to the 3-10 custodian certificates with this "
                                "quorum and waits for activation. Then POST "
@@ -75,7 +76,7 @@ class SecurityDomainActivateApi(SdApi):
 class SecurityDomainDownloadApi(SdApi):
     required_permission = "dr_app.manage_security_domain"
 
-    @extend_schema(request=None,
+    @extend_schema(request=None, operation_id="security_domain_download_fetch",
                    responses={(200, "application/json"): OpenApiTypes.BINARY,
                               409: OpenApiResponse(description="Downloaded already (offered "
                                                                "once) or expired.")},
