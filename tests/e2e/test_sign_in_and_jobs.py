@@ -7,9 +7,9 @@ from tests.factories import PASSWORD
 
 # The left navigation, in task groups; the API docs are linked from the top bar.
 NAV = {
-    "admin": ["Dashboard", "HSMs", "Keys", "Audit trail", "Jobs"],
-    "approver": ["Dashboard", "HSMs", "Keys"],
-    "auditor": ["Dashboard", "HSMs", "Keys", "Audit trail", "Jobs"],
+    "admin": ["Dashboard", "HSMs", "Keys", "Backups", "DR drills", "Audit trail", "Jobs"],
+    "approver": ["Dashboard", "HSMs", "Keys", "Backups", "DR drills"],
+    "auditor": ["Dashboard", "HSMs", "Keys", "Backups", "DR drills", "Audit trail", "Jobs"],
     "outsider": ["Dashboard"],
 }
 
