@@ -6,6 +6,7 @@ and status change only through portal.approvals.services, where the requester is
 Below the ORM, the database refuses a decision by the requester's principal and any change
 to a decision, and voids a request whose payload changes (migration 0002).
 """
+from django.apps import apps
 from django.contrib import admin
 
 from portal.approvals.models import ApprovalDecision, ApprovalPolicy, ApprovalRequest
@@ -43,7 +44,6 @@ class DecisionInline(admin.TabularInline):
         return False
 
 
-@admin.register(ApprovalRequest)
 class ApprovalRequestAdmin(ReadOnlyAdmin):
     list_display = ("id", "operation", "target", "requester_name", "status", "created",
                     "expires")
@@ -51,12 +51,24 @@ class ApprovalRequestAdmin(ReadOnlyAdmin):
     inlines = [DecisionInline]
 
 
-@admin.register(ApprovalDecision)
 class ApprovalDecisionAdmin(ReadOnlyAdmin):
     list_display = ("request", "approver_name", "decision", "created")
 
 
-@admin.register(ApprovalPolicy)
 class ApprovalPolicyAdmin(ReadOnlyAdmin):
     list_display = ("name", "operation_pattern", "role_pattern", "scope_pattern",
                     "required_approvers", "lifetime_hours", "priority")
+
+
+ADMINS = {ApprovalRequest: ApprovalRequestAdmin, ApprovalDecision: ApprovalDecisionAdmin,
+          ApprovalPolicy: ApprovalPolicyAdmin}
+
+
+def register_on(site: admin.AdminSite) -> None:
+    """Register the read-only admins on an admin site."""
+    for model, model_admin in ADMINS.items():
+        site.register(model, model_admin)
+
+
+if apps.is_installed("django.contrib.admin"):
+    register_on(admin.site)

@@ -186,6 +186,13 @@ def is_own_request(user, req: ApprovalRequest) -> bool:
         req.requester is not None and same_principal(user, req.requester))
 
 
+def _decided_by(req: ApprovalRequest, actor, pid: str) -> bool:
+    """Whether this principal (under any of its accounts) has decided the request already."""
+    return any(d.approver_principal == pid or (d.approver is not None
+                                               and same_principal(actor, d.approver))
+               for d in req.decisions.select_related("approver"))
+
+
 def approval_decide(*, approval_id, actor, decision: str, comment: str = "",
                     request_id: str = "", door: str = "") -> ApprovalRequest:
     """Approve or deny a pending request as `actor`. Audited, refusals too.
@@ -227,7 +234,7 @@ def approval_decide(*, approval_id, actor, decision: str, comment: str = "",
             reason = "not_pending"
             refusal = Conflict(f"This request is already {req.shown_status.lower()}; it takes no "
                                "more decisions.", code="approval_not_pending")
-        elif req.decisions.filter(approver_principal=pid).exists():
+        elif _decided_by(req, actor, pid):
             reason = "already_decided"
             refusal = Conflict("You have already decided this request.",
                                code="approval_already_decided")
@@ -253,7 +260,10 @@ def _decision_record(*, req, actor, pid, decision, comment, request_id, door, no
     except IntegrityError as exc:  # the unique (request, principal) row: never twice
         raise Conflict("You have already decided this request.",
                        code="approval_already_decided") from exc
-    approvals = req.decisions.filter(decision=ApprovalDecision.Decision.APPROVE).count()
+    # Distinct principals as they are now (an account linked since counts as its principal).
+    approvals = len({principal_id(d.approver) if d.approver is not None else d.approver_principal
+                     for d in req.decisions.filter(decision=ApprovalDecision.Decision.APPROVE)
+                     .select_related("approver")})
     if decision == ApprovalDecision.Decision.DENY:
         req.status, req.decided, req.finished = Status.DENIED, now, now
     elif approvals >= req.required_approvals:
