@@ -156,6 +156,13 @@ def test_az_keyvault_role_assignment_create_and_list_resolve_principals_through_
     names = {a["principalId"]: (a["principalName"], a["principalType"]) for a in everyone}
     assert names[app["object_id"]] == (app["client_id"], "ServicePrincipal")
 
+    az("keyvault", "role", "assignment", "delete", *hsm, "--scope", scope, "--role", "Managed HSM Crypto User",
+       "--assignee", user["user_principal_name"])
+    left = {(a.properties.principal_id, a.properties.role_definition_id.rsplit("/", 1)[-1])
+            for a in access_client.list_role_assignments(scope)}
+    assert (user["object_id"], "21dbd100-6940-42c2-9190-5d6cb909625b") not in left  # Crypto User
+    assert (user["object_id"], "515eb02d-2335-4d2d-92f2-b1cbdf9c3778") in left  # Crypto Officer stays
+
 
 def _b64(text: str) -> bytes:
     """The CLI prints JWK members in standard base64."""
