@@ -135,6 +135,36 @@ def test_download_needs_3_to_10_certificates_and_a_quorum_within_them(fresh, cli
     assert client(fresh).get_download_status().status == "NotStarted"
 
 
+def test_ten_certificates_with_a_quorum_of_ten_need_all_ten_custodians(fresh, client, keys):
+    custodians = make_custodians(10, prefix="ten")
+    security_domain = _activate(client, custodians, required=10, count=10)
+    transfer = client("recovery").get_transfer_key()
+    with pytest.raises(ValueError, match="Insufficient shares"):
+        restore_blob(security_domain, transfer, custodians[:9])
+    assert client("recovery").begin_upload(
+        {"value": restore_blob(security_domain, transfer, custodians[::-1])}).result() is None
+    assert keys("recovery").create_rsa_key("ten").name == "ten"
+
+
+def test_provision_makes_an_hsm_new_again(fresh, client, keys, custodians, emulator, credential):
+    _activate(client, custodians)
+    keys(fresh).create_rsa_key("old-key")
+    access = KeyVaultAccessControlClient(emulator.hsm_url(fresh), credential, **emulator.client_options())
+    other = emulator.create_principal("sd-provision-other")
+    access.create_role_assignment("/", DEFINITION_PREFIX + CRYPTO_USER, other["object_id"])
+
+    assert emulator.provision(fresh) == {"hsm": fresh, "activated": False}
+    with pytest.raises(HttpResponseError) as refused:
+        keys(fresh).get_key("old-key")
+    assert refused.value.response.json()["error"]["innererror"]["code"] == "HsmNotActivated"
+    assert client(fresh).get_download_status().status == "NotStarted"
+
+    _activate(client, custodians)
+    assert [k.name for k in keys(fresh).list_properties_of_keys()] == []
+    principals = {a.properties.principal_id for a in access.list_role_assignments("/")}
+    assert principals == {emulator.principals["bootstrap-admin"]["object_id"]}
+
+
 def test_download_refuses_a_certificate_given_twice_or_without_an_rsa_2048_key(fresh, client, custodians):
     certificates = certificate_info(custodians, 2)["certificates"]
     with pytest.raises(HttpResponseError, match="given twice"):
