@@ -283,8 +283,9 @@ def entra_sign_in_complete(request) -> tuple[EntraClaims, dict]:
         raise SignInRefused("The sign-in answer does not belong to this sign-in (state).",
                             reason="state")
     except RuntimeError as exc:
-        reason = "nonce" if "nonce" in str(exc) else ("auth_time" if "max_age" in str(exc)
-                                                      else "id_token")
+        text = str(exc)  # the max_age message quotes the token's claims, nonce included
+        reason = ("auth_time" if "max_age" in text else
+                  "nonce" if "nonce" in text else "id_token")
         # Not logged as is: msal's message quotes the token's claims.
         raise SignInRefused("The sign-in answer does not belong to this sign-in "
                             f"({reason}).", reason=reason)
