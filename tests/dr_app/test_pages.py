@@ -1,0 +1,122 @@
+"""The pages' doors: who may use them, what they start, what they refuse; stuck jobs."""
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from dr_app import selectors, services
+from dr_app.models import BackupSchedule
+from portal.approvals.models import ApprovalRequest
+from portal.audit.models import AuditEvent
+from portal.jobs.models import Job
+from portal.jobs.services import job_create
+
+pytestmark = pytest.mark.django_db
+
+
+def test_each_role_sees_what_it_may(client, personas, hsm, secondary_hsm):
+    pages = ["/backups/", "/hsms/primary/backups/", "/dr-drills/"]
+    for role in ("admin", "approver", "auditor"):
+        client.force_login(personas[role])
+        for url in pages:
+            assert client.get(url).status_code == 200, (role, url)
+        restore = client.get("/hsms/primary/restore/").status_code
+        assert restore == (200 if role == "admin" else 403), role
+    client.force_login(personas["outsider"])
+    for url in pages:
+        assert client.get(url).status_code == 403, url
+    client.force_login(personas["auditor"])
+    response = client.post("/hsms/primary/backups/", {"container": "abc"})
+    assert response.status_code == 403
+    assert not Job.objects.exists()
+
+
+def test_back_up_now_from_the_tab_queues_a_job(client, admin, hsm, container,
+                                               django_capture_on_commit_callbacks):
+    client.force_login(admin)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        response = client.post("/hsms/primary/backups/", {"container": container,
+                                                         "auth_mode": "sas"})
+    job = Job.objects.get(kind="dr.backup")
+    assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+    assert job.params["container"] == container and len(queued) == 1
+    bad = client.post("/hsms/primary/backups/", {"container": "NO", "auth_mode": "sas"},
+                      follow=True)
+    assert "container name" in bad.content.decode()
+    assert Job.objects.filter(kind="dr.backup").count() == 1
+
+
+def test_schedule_form_saves_within_bounds_and_refuses_outside(client, admin, hsm):
+    client.force_login(admin)
+    page = client.post("/hsms/primary/backups/schedules/", {
+        "name": "nightly", "every_hours": 500, "at_minute": 0, "auth_mode": "sas"}, follow=True)
+    assert "not saved" in page.content.decode() and not BackupSchedule.objects.exists()
+    client.post("/hsms/primary/backups/schedules/", {
+        "name": "nightly", "every_hours": 24, "at_minute": 30, "auth_mode": "sas",
+        "keep_last": 7})
+    schedule = BackupSchedule.objects.get()
+    assert schedule.next_run.minute == 30 and schedule.keep_last == 7
+    assert AuditEvent.objects.filter(action="backup.schedule.create").exists()
+    client.post(f"/hsms/primary/backups/schedules/{schedule.pk}/delete/")
+    assert not BackupSchedule.objects.exists()
+
+
+def test_restore_wizard_full_restore_needs_step_up_then_approval(
+        client, admin, hsm, django_capture_on_commit_callbacks):
+    from portal.accounts import middleware
+    from portal.accounts.middleware import SIGNED_IN_AT
+
+    form = {"folder": "mhsm-primary-2026113009151234", "mode": "full", "auth_mode": "sas",
+            "action": "start"}
+    client.force_login(admin)
+    session = client.session
+    session[SIGNED_IN_AT] = middleware.clock() - 3600  # signed in an hour ago: too long
+    session.save()
+    response = client.post("/hsms/primary/restore/", form)
+    assert response.status_code == 302 and "reauthenticate" in response["Location"]
+    assert not ApprovalRequest.objects.exists()
+
+    session = client.session
+    session[SIGNED_IN_AT] = middleware.clock()  # signed in just now
+    session.save()
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post("/hsms/primary/restore/", form)
+    pending = ApprovalRequest.objects.get(operation="restore.full")
+    assert response.status_code == 302
+    assert pending.payload == {"hsm_id": "primary", "folder": form["folder"],
+                               "container": "mhsm-backups", "auth_mode": "sas"}
+    assert not Job.objects.filter(kind="dr.restore").exists()  # nothing runs before approval
+
+
+def test_restore_wizard_refuses_a_selective_restore_without_a_key(client, admin, hsm):
+    client.force_login(admin)
+    response = client.post("/hsms/primary/restore/", {
+        "folder": "mhsm-primary-2026113009151234", "mode": "selective", "auth_mode": "sas",
+        "action": "start"})
+    assert response.status_code == 400
+    assert "Name the key to restore." in response.content.decode()
+
+
+def test_jobs_without_a_final_status_after_two_hours_are_flagged(client, admin, hsm):
+    fresh = job_create(kind="dr.backup", actor=admin, hsm=hsm)
+    stuck = job_create(kind="dr.restore", actor=admin, hsm=hsm)
+    other = job_create(kind="keys.inventory_sync", actor=admin, hsm=hsm)
+    Job.objects.filter(pk__in=(stuck.pk, other.pk)).update(
+        created=timezone.now() - timedelta(hours=3), status=Job.Status.RUNNING)
+
+    assert list(selectors.jobs_needing_attention()) == [stuck]
+    assert selectors.jobs_needing_attention_count() == 1
+    client.force_login(admin)
+    page = client.get("/backups/").content.decode()
+    assert "Needs attention" in page and f"Job #{stuck.pk}" in page
+    assert f"Job #{fresh.pk}" not in page.split("Needs attention")[1].split("</section>")[0]
+
+
+def test_dr_tick_runs_due_schedules_and_resumes_nothing_healthy(hsm, admin, container,
+                                                                django_capture_on_commit_callbacks):
+    schedule = services.schedule_save(hsm=hsm, actor=admin, request_id="r", name="hourly",
+                                      every_hours=1, container=container)
+    BackupSchedule.objects.filter(pk=schedule.pk).update(next_run=timezone.now())
+    with django_capture_on_commit_callbacks(execute=False):
+        result = services.dr_tick()
+    assert len(result["schedules"]) == 1 and result["resumed"] == []
