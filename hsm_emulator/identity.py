@@ -110,6 +110,8 @@ class Directory:
             self.groups[oid] = Group(oid, doc["display_name"])
         for oid, doc in store.load(_SCOPE, "assignment").items():
             self.assignments[oid] = {app: list(values) for app, values in doc.items()}
+        # Checked instead of a user that does not exist, so both cost one scrypt.
+        self.decoy = User("", "", "", _hash_password(new_password()))
 
     # -- users and groups ---------------------------------------------------------
 

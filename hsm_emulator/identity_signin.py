@@ -98,6 +98,7 @@ class Session:
 
     user_id: str
     auth_time: int
+    created: float = field(default_factory=time.time)
 
 
 class GrantError(Exception):
@@ -174,10 +175,12 @@ class SignIn:
                                                    "'scope'.")
         self._prune()
         auth = AuthRequest(client_id, redirect_uri, scopes, state, params.get("nonce"), challenge, mode,
-                           params.get("login_hint", ""))
+                           params.get("login_hint", "")[:256])
         session_id = request.cookies.get(SESSION_COOKIE, "")
         session = self._sessions.get(session_id)
-        if session is not None and session.user_id not in self._authority.directory.users:
+        if session is not None and (session.user_id not in self._authority.directory.users
+                                    or time.time() - session.created > SESSION_LIFETIME):
+            self._sessions.pop(session_id, None)
             session = None
         fresh = session is not None and (max_age is None or time.time() - session.auth_time <= max_age)
         if prompt in ("login", "select_account") or not fresh:
@@ -208,7 +211,9 @@ class SignIn:
         username = form.get("username", "").strip()
         user = self._authority.directory.user_by_upn(username) if username else None
         password = form.get("password", "")
-        if user is None or not password or not user.check_password(password[:256]):
+        # An unknown user costs the same hash as a known one: the answer's timing names no one.
+        checked = (user or self._authority.directory.decoy).check_password(password[:256])
+        if user is None or not password or not checked:
             auth.login_hint = username[:256]
             return _sign_in_page(request, app, auth, ctx,
                                  error="Your account or password is incorrect. If you don't remember your "
@@ -220,6 +225,7 @@ class SignIn:
                 "error_description": f"AADSTS50105: The signed in user '{user.user_principal_name}' is not "
                                      f"assigned to a role for the application '{app.client_id}'."})
         del self._pending[ctx]
+        self._prune()
         session_id = secrets.token_urlsafe(32)
         session = Session(user.object_id, int(time.time()))
         self._sessions[session_id] = session
@@ -311,6 +317,9 @@ class SignIn:
         if len(self._codes) > MAX_PENDING:
             for code in [c for c, g in self._codes.items() if now - g.issued > CODE_LIFETIME]:
                 del self._codes[code]
+        if len(self._sessions) > MAX_PENDING:
+            for sid in [i for i, x in self._sessions.items() if now - x.created > SESSION_LIFETIME]:
+                del self._sessions[sid]
         if len(self._redeemed) > MAX_PENDING:
             for digest in [d for d, until in self._redeemed.items() if until < now]:
                 del self._redeemed[digest]
