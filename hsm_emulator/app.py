@@ -120,6 +120,7 @@ class HsmApp:
         self.rbac._reindex()
         self.settings.values = {name: value for name, value in SETTING_DEFAULTS.items()}
         self.sd.reprovision()
+        self.backup.reset()
         if self.bootstrap_oid:
             self.rbac.bootstrap(self.bootstrap_oid)
 

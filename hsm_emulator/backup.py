@@ -198,6 +198,14 @@ class FullBackup:
 
     # -- state ------------------------------------------------------------------------
 
+    def reset(self) -> None:
+        """Forget every job (the HSM is re-provisioned as new: it has no backup history)."""
+        for job_id in list(self.jobs):
+            self._store.delete(self._scope, "backup_job", job_id)
+        self.jobs.clear()
+        self.active = None
+        self.restoring = False
+
     def _save(self, job: Job) -> None:
         self._store.put(self._scope, "backup_job", job.id, job.describe())
 
