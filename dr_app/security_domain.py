@@ -226,6 +226,11 @@ def security_domain_activate_start(*, hsm: HsmInstance, custodians: list[dict], 
     quorum = int(quorum)
     from dr_app.security_domain_tasks import security_domain_activate_run as run_task
 
+    try:  # a fresh answer for the check below; the HSM itself refuses a second download
+        security_domain_status_refresh(hsm=hsm)
+    except PortalError:
+        pass
+
     with transaction.atomic():
         state = state_for(hsm, lock=True)
         _busy(state)
@@ -342,8 +347,8 @@ def security_domain_activate_run(*, job_id: int) -> Job:
     return job_finish(job_id=job_id, ok=True, result={
         "activation": "Active", "quorum": quorum, "custodians": len(custodians),
         "security_domain_sha256": kept.sha256,
-        "security_domain": "Ready for one download by " + (job.actor_name or "its requester")
-                           + f" until {kept.expires:%Y-%m-%d %H:%M} UTC"})
+        "download": f"{job.actor_name or 'The requester'} downloads it once from the Security "
+                    f"domain tab of {hsm.name}, until {kept.expires:%Y-%m-%d %H:%M} UTC"})
 
 
 def _der(custodian: Custodian) -> bytes:

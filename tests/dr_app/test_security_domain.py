@@ -300,3 +300,19 @@ def test_a_killed_worker_is_resumed_without_a_second_download(sd_settings, sd_em
     client_blob, _name = services.security_domain_download_fetch(
         hsm=source, job_id=job.pk, actor=admin, request_id="r2")
     assert {"SharedKeys", "EncData"} <= set(json.loads(client_blob))
+
+
+def test_one_activation_at_a_time_and_never_twice(client, admin, source, custodians):
+    signed_in(client, admin)
+    url = f"/api/v1/hsms/{source.name}/security-domain/download/"
+    body = {"quorum": 2, "custodians": [{"name": c.name, "certificate": pem(c)}
+                                        for c in custodians]}
+    first = client.post(url, body, content_type="application/json")
+    assert first.status_code == 202
+    busy = client.post(url, body, content_type="application/json")
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "security_domain_busy"
+    job_id = first.json()["id"]
+    security_domain_activate_run.apply(args=[job_id], task_id=f"activate-{job_id}")
+    again = client.post(url, body, content_type="application/json")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_activated"
+    assert Job.objects.filter(kind=services.ACTIVATE_KIND).count() == 1
