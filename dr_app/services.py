@@ -326,11 +326,27 @@ def pre_backup_check(*, hsm: HsmInstance, actor, request_id: str, container: str
     return {"ok": True, "message": f"HSM {hsm.name} can back up into container {container}."}
 
 
-def catalog_refresh(*, hsm: HsmInstance | None = None, container: str = "") -> int:
-    """Add folders found in storage to the catalog (rows the portal did not start). Reads
-    storage, writes only the catalog cache; the number of new rows."""
+def catalog_refresh(*, hsm: HsmInstance | None = None, container: str = "", actor=None,
+                    request_id: str = "") -> int:
+    """Add folders found in storage to the catalog (rows the portal did not start) and
+    update the sizes of known ones. Reads storage, writes only the catalog (audited as
+    `backup.catalog.refresh` with the count); the number of new rows."""
     container = _container(container)
+    intent = audit_record(actor=actor, action="backup.catalog.refresh",
+                          target=hsm_target(hsm) if hsm else f"container:{container}",
+                          request_id=request_id, detail={"container": container})
+    try:
+        added = _catalog_merge(hsm=hsm, container=container)
+    except PortalError as exc:
+        audit_result(intent, ok=False, detail={"error": exc.code})
+        raise
+    audit_result(intent, ok=True, detail={"added": added})
+    return added
+
+
+def _catalog_merge(*, hsm: HsmInstance | None, container: str) -> int:
     hsms = {h.name.lower(): h for h in HsmInstance.objects.all()}
+    by_uri = {h.uri.rstrip("/").lower(): h for h in hsms.values()}
     added = 0
     now = timezone.now()
     found = set()
@@ -339,7 +355,9 @@ def catalog_refresh(*, hsm: HsmInstance | None = None, container: str = "") -> i
         found.add(folder)
         manifest = entry.get("manifest") or {}
         source = str(manifest.get("hsm") or _folder_hsm(folder))
-        source_hsm = hsms.get(source.lower())
+        # The manifest's HSM URL names the HSM whatever the portal calls it; else its name.
+        source_hsm = by_uri.get(str(manifest.get("hsm_uri") or "").rstrip("/").lower()) \
+            or hsms.get(source.lower())
         if hsm is not None and source_hsm != hsm:
             continue
         updated = BackupRecord.objects.filter(container=container, folder=folder).update(
@@ -352,10 +370,20 @@ def catalog_refresh(*, hsm: HsmInstance | None = None, container: str = "") -> i
                 "folder_url": storage.storage_folder_url(container, folder),
                 "status": BackupRecord.Status.FOUND, "key_count": manifest.get("key_count"),
                 "size_bytes": entry["size_bytes"], "blob_count": entry["blob_count"],
-                "started": _folder_time(folder), "finished": entry["last_modified"],
+                "started": _unix(manifest.get("started")) or _folder_time(folder),
+                "finished": _unix(manifest.get("finished")) or entry["last_modified"],
                 "seen_in_storage": now})
         added += created
     return added
+
+
+def _unix(value):
+    """A manifest's Unix time as an aware datetime, or None."""
+    from datetime import datetime, timezone as tz
+
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        return None
+    return datetime.fromtimestamp(value, tz=tz.utc)
 
 
 def _folder_hsm(folder: str) -> str:

@@ -89,7 +89,9 @@ class BackupRefreshView(PortalPermissionMixin, View):
     def post(self, request, hsm_id: str):
         hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
         try:
-            added = services.catalog_refresh(hsm=hsm, container=request.POST.get("container", ""))
+            added = services.catalog_refresh(
+                hsm=hsm, container=request.POST.get("container", "")[:63], actor=request.user,
+                request_id=request.id)
         except PortalError as exc:
             messages.error(request, exc.message)
         else:

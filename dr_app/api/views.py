@@ -72,7 +72,8 @@ class BackupCatalogRefreshApi(HsmApi):
     def post(self, request, hsm_id):
         hsm = self.hsm(request, hsm_id)
         services.catalog_refresh(hsm=hsm, container=_input(BackupStartInput, request)
-                                 .get("container", ""))
+                                 .get("container", ""), actor=request.user,
+                                 request_id=request.id)
         return Response(BackupOutput(selectors.backup_list(hsm=hsm)[:50], many=True).data)
 
 

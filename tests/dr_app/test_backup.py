@@ -113,12 +113,15 @@ def test_catalog_adds_folders_found_in_storage(hsm, admin, container, blobs,
     folder = job.result["folder"]
     BackupRecord.objects.all().delete()  # as if the portal had not run it
 
-    assert services.catalog_refresh(hsm=hsm, container=container) == 1
+    assert services.catalog_refresh(hsm=hsm, container=container, actor=admin) == 1
 
     found = BackupRecord.objects.get(folder=folder)
     assert found.status == BackupRecord.Status.FOUND and found.hsm == hsm
     assert found.key_count is not None and found.size_bytes > 0
     assert services.catalog_refresh(hsm=hsm, container=container) == 0  # idempotent
+    assert found.started is not None and found.finished >= found.started  # from the manifest
+    assert list(AuditEvent.objects.filter(action="backup.catalog.refresh").values_list(
+        "outcome", flat=True).order_by("seq")) == ["intent", "succeeded"] * 2
 
 
 def test_pre_backup_check(hsm, admin, container):
