@@ -75,10 +75,18 @@ def test_full_restore_into_the_secondary_needs_approval_then_replaces_its_keys(
     assert not Job.objects.filter(kind="dr.restore").exists()  # nothing runs before approval
     with django_capture_on_commit_callbacks(execute=False):
         approval_decide(approval_id=pending.pk, actor=approver, decision="approve")
-    pending.refresh_from_db()
+    # The approvals engine's job runs the registered service with the stored payload.
+    from portal.approvals.services import approval_execute
 
-    job = _restore(django_capture_on_commit_callbacks, hsm_id="secondary", folder=source.folder,
-                   container=container, actor=admin, approval=pending)
+    execution = Job.objects.get(kind="approval.execute")
+    with django_capture_on_commit_callbacks(execute=False):
+        approval_execute(job_id=execution.pk)
+    pending.refresh_from_db()
+    assert pending.status == "executed", pending.failure_reason
+    job = Job.objects.get(kind="dr.restore")
+    assert job.actor == admin and job.params["approval"] == pending.pk
+    run_job(tasks.restore_run, job.pk)
+    job.refresh_from_db()
 
     assert job.status == Job.Status.SUCCEEDED, job.error
     names = _key_names(secondary_hsm)
@@ -171,3 +179,21 @@ def test_restore_api_full_answers_202_with_the_approval_request(
     assert bad.status_code == 400 and "folder" in bad.json()["error"]["fields"]
     assert api_as(auditor).post("/api/v1/hsms/secondary/restores/",
                                 {"folder": "x", "key_name": "k"}, format="json").status_code == 403
+
+
+def test_an_operation_asked_but_never_recorded_is_not_started_again(
+        hsm, admin, container, emulator, django_capture_on_commit_callbacks):
+    """A worker died between the HSM accepting the backup and storing its token: the next
+    worker must not start a second backup; it fails the job with what to check."""
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.backup_start(hsm=hsm, actor=admin, request_id="r", container=container)
+    Job.objects.filter(pk=job.pk).update(params={**job.params, "ops": {"backup": {
+        "requested_at": "2026-11-30T09:00:00+00:00"}}})
+    before = len(emulator.backup_state("primary")["jobs"])
+
+    run_job(tasks.backup_run, job.pk)
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.FAILED
+    assert "was not started again" in job.error
+    assert len(emulator.backup_state("primary")["jobs"]) == before
