@@ -139,4 +139,22 @@ class JobLease(models.Model):
         return f"lease of job {self.job_id}"
 
 
+class HsmOperationSlot(models.Model):
+    """The one backup or restore an HSM runs at a time (the service refuses a second one).
+
+    A job takes its HSM's slot (a conditional UPDATE) before asking the HSM, and frees it
+    when the operation ends; a slot held by a finished job is free. Jobs wanting a busy HSM
+    wait their turn instead of failing on the HSM's 409.
+    """
+
+    hsm = models.OneToOneField("gateway.HsmInstance", primary_key=True,
+                               on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey("jobs.Job", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="+")
+    since = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"slot of {self.hsm_id}: job {self.job_id}"
+
+
 from dr_app.models_sd import *  # noqa: E402,F401,F403  (security-domain models, helper 8)
