@@ -316,3 +316,27 @@ def test_one_activation_at_a_time_and_never_twice(client, admin, source, custodi
     again = client.post(url, body, content_type="application/json")
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_activated"
     assert Job.objects.filter(kind=services.ACTIVATE_KIND).count() == 1
+
+
+def test_a_blob_the_hsm_cannot_restore_fails_the_upload_job(
+        client, admin, source, target, custodians, django_capture_on_commit_callbacks):
+    signed_in(client, admin)
+    job = activate(client, source, custodians, quorum=2)
+    saved = client.post(f"/api/v1/hsms/{source.name}/security-domain/download/{job.pk}/").content
+    exchange_pem = client.post(
+        f"/api/v1/hsms/{target.name}/security-domain/init-recovery/").json()["pem"]
+    # A broken tool: one share fewer than the quorum.
+    blob = restore_blob(saved.decode(), exchange_pem, custodians[:2], insufficient=True)
+    with django_capture_on_commit_callbacks(execute=False):
+        pending = client.post(f"/api/v1/hsms/{target.name}/security-domain/upload/",
+                              {"value": blob}, content_type="application/json")
+        approve_and_run(ApprovalRequest.objects.get(pk=pending.json()["approval_request"]["id"]))
+    upload_job = Job.objects.get(kind=services.UPLOAD_KIND)
+    security_domain_upload_run.apply(args=[upload_job.pk], task_id=f"upload-{upload_job.pk}")
+
+    upload_job.refresh_from_db()
+    assert upload_job.status == Job.Status.FAILED
+    assert upload_job.error.startswith("The HSM did not restore the security domain")
+    assert client.get(f"/api/v1/hsms/{target.name}/security-domain/").json()["activation"] != \
+        "active"
+    assert not SecurityDomainFile.objects.filter(purpose="upload", consumed__isnull=True).exists()
