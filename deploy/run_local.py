@@ -2,6 +2,9 @@
 
 Starts the Managed HSM emulator (which runs Azurite, its blob storage, over HTTPS), a Celery
 worker and beat, and the web server (gunicorn) at http://127.0.0.1:8000, on the embedded defaults (SQLite, filesystem broker).
+Sign-in goes through the emulator's authority (deploy/emulator_identity.py: the portal's app
+registration and a directory user per role); without the emulator, through the local demo
+accounts (PORTAL_BREAK_GLASS).
 Environment variables override every default, as in production (see the README).
 
 Everything it writes under var/ is private to the user (umask 077: directories 0700, files
@@ -154,6 +157,14 @@ def main() -> None:
         make_private(VAR)  # collectstatic sets its files' modes itself (0644)
         manage("seed_demo_users", env=env)
         emulator = start_emulator(env, procs)
+        if emulator and not env.get("ENTRA_CLIENT_ID"):
+            # Sign-in through the emulator's authority, as production does through Entra ID.
+            from deploy.emulator_identity import entra_environment
+
+            env.update(entra_environment(emulator, VAR, PORT))
+        elif not env.get("ENTRA_CLIENT_ID"):
+            # No directory to sign in with: the local demo accounts (break-glass) instead.
+            env.setdefault("PORTAL_BREAK_GLASS", "true")
         # The keys pages show the HSMs' keys once the worker has run these, not after
         # beat's first interval.
         manage("inventory_sync", env=env)

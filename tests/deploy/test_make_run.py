@@ -3,6 +3,7 @@ real worker, the emulator, Azurite, gunicorn; serves the portal, syncs the HSMs'
 start, keeps its state private and stops everything cleanly on Ctrl-C."""
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -105,7 +106,10 @@ def running_portal(tmp_path):
                AZURITE_BLOB_PORT=str(free_port()), PORTAL_DEMO_PASSWORD_ADMIN=PASSWORD,
                PORTAL_DEMO_PASSWORD_AUDITOR=PASSWORD, PORTAL_DEMO_PASSWORD_APPROVER=PASSWORD,
                # Beat's first sync would come a day later: the keys must come from the start.
-               PORTAL_INVENTORY_SYNC_SECONDS="86400")
+               PORTAL_INVENTORY_SYNC_SECONDS="86400",
+               # urllib's cookie jar sends no Secure cookie over plain HTTP (a browser does,
+               # to 127.0.0.1): the documented switch for such a local client.
+               PORTAL_INSECURE_LOCAL_COOKIES="true")
     log = open(tmp_path / "run.log", "w")
     proc = subprocess.Popen([sys.executable, "deploy/run_local.py"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -126,15 +130,23 @@ def running_portal(tmp_path):
             log.close()
 
 
-def sign_in(base: str, username: str):
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-    status, html = get(opener, base + "/accounts/login/")
-    token = html.split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
-    request = urllib.request.Request(base + "/accounts/login/", data=urlencode({
-        "csrfmiddlewaretoken": token, "username": username, "password": PASSWORD}).encode(),
-        headers={"Referer": base + "/accounts/login/"})
-    with opener.open(request, timeout=10) as response:
-        assert response.status == 200 and response.url == base + "/"
+def sign_in(base: str, username: str, var: Path):
+    """Sign in as make run's users do: through the emulator's authority (Entra ID's
+    stand-in), with the directory user `<role>@contoso.test` it registered."""
+    endpoints = json.loads((var / "emulator" / "endpoints.json").read_text())
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(CookieJar()),
+        urllib.request.HTTPSHandler(context=ssl.create_default_context(
+            cafile=endpoints["ca_bundle"])))
+    with opener.open(base + "/accounts/entra/start/", timeout=30) as page:
+        assert page.url.startswith(endpoints["authority"])
+        html = page.read().decode()
+    action = re.search(r'<form method="post" action="([^"]+)"', html).group(1)
+    ctx = re.search(r'name="ctx" value="([^"]+)"', html).group(1)
+    request = urllib.request.Request(endpoints["authority"] + action, data=urlencode({
+        "ctx": ctx, "username": f"{username}@contoso.test", "password": PASSWORD}).encode())
+    with opener.open(request, timeout=30) as response:  # -> callback -> the dashboard
+        assert response.status == 200 and response.url == base + "/", response.url
     return opener
 
 
@@ -143,14 +155,18 @@ def test_make_run_serves_every_role_syncs_keys_at_start_and_stops_cleanly(runnin
     assert json.loads(get(urllib.request.build_opener(), base + "/healthz")[1])["checks"] == {
         "database": "ok", "broker": "ok"}
 
-    admin = sign_in(base, "admin")
+    var = running_portal["var"]
+    # Local accounts are break-glass, off by default: sign-in goes through the directory.
+    status, login = get(urllib.request.build_opener(), base + "/accounts/login/")
+    assert "Sign in with Microsoft Entra ID" in login and 'name="password"' not in login
+    admin = sign_in(base, "admin", var)
     status, dashboard = get(admin, base + "/")
     assert "primary" in dashboard and "secondary" in dashboard  # the emulator's HSMs
     assert get(admin, base + "/audit/")[0] == 200
-    auditor = sign_in(base, "auditor")
+    auditor = sign_in(base, "auditor", var)
     assert get(auditor, base + "/audit/")[0] == 200
     assert get(auditor, base + "/hsms/primary/keys/new/")[0] == 403
-    approver = sign_in(base, "approver")
+    approver = sign_in(base, "approver", var)
     assert get(approver, base + "/audit/")[0] == 403
 
     # A job through the embedded (filesystem) broker on a real worker, checking the HSMs.
@@ -174,7 +190,6 @@ def test_make_run_serves_every_role_syncs_keys_at_start_and_stops_cleanly(runnin
     assert SEEDED_KEY in get(admin, base + "/hsms/primary/keys/")[1]
 
     # make run's state is the user's alone, including what an older run left readable.
-    var = running_portal["var"]
     assert stat.S_IMODE(var.stat().st_mode) == 0o700
     assert stat.S_IMODE((var / "portal.sqlite3").stat().st_mode) == 0o600
     readable = [str(path.relative_to(var)) for path in [var, *var.rglob("*")]
