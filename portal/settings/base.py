@@ -169,6 +169,20 @@ PORTAL_TRUSTED_PROXIES = env_list("PORTAL_TRUSTED_PROXIES", [])
 PORTAL_SESSION_IDLE_SECONDS = env_int("PORTAL_SESSION_IDLE_SECONDS", 30 * 60)
 if not 60 <= PORTAL_SESSION_IDLE_SECONDS <= SESSION_COOKIE_AGE:
     raise ValueError("PORTAL_SESSION_IDLE_SECONDS must be from 60 to PORTAL_SESSION_SECONDS.")
+# Email (approval requests tell approvers): Django's SMTP backend when EMAIL_HOST is set,
+# otherwise none is sent (the inbox and its count in the navigation still show them).
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "mhsm-portal@localhost")
+EMAIL_BACKEND = ("django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST
+                 else "django.core.mail.backends.dummy.EmailBackend")
+# This portal's address as people reach it, for links in emails (e.g. https://portal.internal).
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL").rstrip("/")
+
 # Step-up: purge, full restore, security-domain upload and role grants at scope "/" need a
 # sign-in within this many seconds (portal/accounts/stepup.py).
 PORTAL_STEP_UP_SECONDS = env_int("PORTAL_STEP_UP_SECONDS", 15 * 60)
@@ -287,6 +301,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {
     "inventory-sync": {"task": "keys_app.tasks.inventory_sync_all",
                        "schedule": env_int("PORTAL_INVENTORY_SYNC_SECONDS", 300)},
+    # Open approval requests past their lifetime become "expired" (audited).
+    "approvals-expire": {"task": "portal.approvals.tasks.approval_expire_due",
+                         "schedule": 300},
     # dr_app: due backup schedules, retention, and resuming jobs whose worker died.
     "dr-tick": {"task": "dr_app.tasks.dr_tick", "schedule": 60},
     # access_app: expired grants leave the HSM within one interval; ended reviews close.
