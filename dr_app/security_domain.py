@@ -604,6 +604,51 @@ def security_domain_upload_run(*, job_id: int) -> Job:
         "activation": "Active", "security_domain_sha256": job.params.get("blob_sha256")})
 
 
+# -- housekeeping --------------------------------------------------------------------------
+
+def security_domain_jobs_resume(*, now=None) -> list[int]:
+    """Hand running security-domain jobs whose worker died to a new worker (beat).
+
+    A job still running PORTAL_SD_POLL_SECONDS + 5 minutes after it started has outlived
+    any worker that ran it (the job gives up waiting at the poll deadline). It gets a new
+    claim token by a conditional UPDATE (one takeover per lapse, across processes), audited,
+    and its task is queued again under that token: it resumes from the operation marked on
+    the job (polls; never a second download or upload of the same file)."""
+    from datetime import timedelta as _timedelta
+
+    from dr_app import security_domain_tasks as tasks
+    from portal.jobs.services import job_target
+
+    now = now or timezone.now()
+    cutoff = now - _timedelta(seconds=poll_seconds() + 300)
+    task_for = {ACTIVATE_KIND: tasks.security_domain_activate_run,
+                UPLOAD_KIND: tasks.security_domain_upload_run}
+    resumed = []
+    for job in Job.objects.filter(kind__in=list(task_for), status=Job.Status.RUNNING,
+                                  started__lt=cutoff):
+        new_token = f"resume-{secrets.token_hex(16)}"
+        with transaction.atomic():
+            taken = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING,
+                                       claim_token=job.claim_token).update(
+                claim_token=new_token, started=now)
+            if not taken:
+                continue
+            audit_record(actor=None, action="job.resume", target=job_target(job),
+                         outcome=AuditEvent.Outcome.RECORDED,
+                         detail={"kind": job.kind, "operation": job.external_operation_id})
+            job_progress(job_id=job.pk, percent=job.progress,
+                         log="The worker stopped; another worker resumes the job.")
+            transaction.on_commit(lambda j=job.pk, t=new_token, task=task_for[job.kind]:
+                                  task.apply_async(args=[j], task_id=t))
+        resumed.append(job.pk)
+    return resumed
+
+
+def security_domain_housekeeping() -> dict:
+    """Beat: resume jobs whose worker died, delete expired security-domain files."""
+    return {"resumed": security_domain_jobs_resume(), "files_removed": stash.stash_sweep()}
+
+
 # -- custody ledger ------------------------------------------------------------------------
 
 def custodian_add(*, hsm: HsmInstance, name: str, email: str = "", certificate,

@@ -25,8 +25,8 @@ def security_domain_upload_run(self, job_id: int) -> None:
 
 
 @shared_task
-def security_domain_files_sweep() -> int:
-    """Delete expired or used security-domain files (beat: hourly)."""
-    from dr_app.security_domain_stash import stash_sweep
+def security_domain_housekeeping() -> dict:
+    """Beat (every 5 minutes): resume jobs whose worker died, delete expired files."""
+    from dr_app.security_domain import security_domain_housekeeping as run
 
-    return stash_sweep()
+    return run()

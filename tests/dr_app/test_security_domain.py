@@ -243,9 +243,9 @@ def test_only_admins_may_activate_or_upload(client, approver, auditor, source):
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_worker_is_resumed_without_a_second_download(sd_settings, sd_emulator, source,
                                                               custodians, admin):
-    """A worker SIGKILLed while it waits for activation: the job is taken up again with the
-    same claim (Celery redelivers with the same task id) and only polls; the HSM is asked
-    for its security domain once, and that one copy is what the admin downloads."""
+    """A worker SIGKILLed while it waits for activation: beat's housekeeping hands the job to
+    a new worker (new claim), which only polls; the HSM is asked for its security domain
+    once, and that one copy is what the admin downloads."""
     import os
     import signal
     import subprocess
@@ -291,7 +291,20 @@ def test_a_killed_worker_is_resumed_without_a_second_download(sd_settings, sd_em
         worker.wait(10)
     sd_emulator.clear_faults("source")
 
-    security_domain_activate_run.apply(args=[job.pk], task_id="worker-a")
+    # Beat's housekeeping hands the job to a new worker once it outlived any worker.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    later = timezone.now() + timedelta(seconds=sd_settings.PORTAL_SD_POLL_SECONDS + 301)
+    assert services.security_domain_jobs_resume(now=timezone.now()) == []  # not yet
+    assert services.security_domain_jobs_resume(now=later) == [job.pk]
+    assert services.security_domain_jobs_resume(now=later) == []  # one takeover per lapse
+    app.control.purge()  # this test is the new worker
+    job.refresh_from_db()
+    assert job.claim_token.startswith("resume-")
+    assert AuditEvent.objects.filter(action="job.resume", target__contains=str(job.pk)).exists()
+    security_domain_activate_run.apply(args=[job.pk], task_id=job.claim_token)
 
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED, job.error
