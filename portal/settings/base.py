@@ -312,9 +312,9 @@ CELERY_BEAT_SCHEDULE: dict = {
     "access-rbac-sync": {"task": "access_app.tasks.rbac_sync_all",
                          "schedule": env_int("ACCESS_SYNC_SECONDS", 300)},
 }
-# dr_app security domain: encrypted security-domain files past their time are deleted.
-CELERY_BEAT_SCHEDULE["security-domain-files-sweep"] = {
-    "task": "dr_app.security_domain_tasks.security_domain_files_sweep", "schedule": 3600}
+# dr_app security domain: jobs whose worker died are resumed, expired files deleted.
+CELERY_BEAT_SCHEDULE["security-domain-housekeeping"] = {
+    "task": "dr_app.security_domain_tasks.security_domain_housekeeping", "schedule": 300}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Azure. AZURE_CREDENTIAL: "default" (DefaultAzureCredential: managed identity in
