@@ -18,6 +18,7 @@ hands a job whose lease is older than DR_JOB_LEASE_SECONDS to a new worker.
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from datetime import timedelta
 
@@ -26,7 +27,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from dr_app.models import AuthMode, BackupRecord, BackupSchedule, DrDrill, JobLease
+from dr_app.models import (AuthMode, BackupRecord, BackupSchedule, DrDrill, HsmOperationSlot,
+                           JobLease)
 from portal import gateway
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record, audit_result
@@ -135,8 +137,46 @@ def _poller(job_id: int, token: str, *, label: str, low: int, high: int):
     return on_poll
 
 
+def _slot_take(job: Job, hsm: HsmInstance) -> int | None:
+    """Take the HSM's operation slot for this job; None if taken, else the holder's job id."""
+    HsmOperationSlot.objects.get_or_create(hsm=hsm)
+    with transaction.atomic():
+        slot = HsmOperationSlot.objects.select_for_update().get(hsm=hsm)
+        holder = slot.job_id
+        if holder in (None, job.pk) or Job.objects.filter(
+                pk=holder, status__in=Job.FINISHED).exists():
+            if holder != job.pk:
+                HsmOperationSlot.objects.filter(hsm=hsm).update(job=job, since=timezone.now())
+            return None
+        return holder
+
+
+def _slot_wait(job: Job, token: str, hsm: HsmInstance, label: str) -> None:
+    """Wait (renewing the lease) until this job holds the HSM's slot, at most
+    DR_SLOT_WAIT_SECONDS; Conflict after that."""
+    deadline = time.monotonic() + settings.DR_SLOT_WAIT_SECONDS
+    told = None
+    while (holder := _slot_take(job, hsm)) is not None:
+        if time.monotonic() >= deadline:
+            raise Conflict(f"HSM {hsm.name} is busy with job {holder} (one backup or restore "
+                           "at a time); this job stopped waiting. Start it again later.",
+                           code="hsm_busy")
+        if told != holder:
+            job_progress(job_id=job.pk, percent=job.progress,
+                         step=f"{label}: waiting for HSM {hsm.name}",
+                         log=f"{label}: HSM {hsm.name} is busy with job {holder}; waiting.")
+            told = holder
+        _lease_renew(job.pk, token)
+        time.sleep(2)  # the HSM allows one operation at a time: the holder's job takes minutes
+
+
+def _slot_free(job: Job, hsm: HsmInstance) -> None:
+    HsmOperationSlot.objects.filter(hsm=hsm, job=job).update(job=None, since=None)
+
+
 def _operation(*, job: Job, token: str, step: str, label: str, audit_action: str,
-               target: str, detail: dict, start, resume, low: int, high: int):
+               target: str, detail: dict, start, resume, low: int, high: int,
+               hsm: HsmInstance):
     """Run one HSM operation of a job exactly once, resumable (see the module docstring).
 
     `start(on_started, on_poll)` starts and waits; `resume(continuation_token, on_poll)`
@@ -145,6 +185,18 @@ def _operation(*, job: Job, token: str, step: str, label: str, audit_action: str
     state = _ops(job.pk).get(step, {})
     if state.get("done"):
         return state.get("result")
+    _slot_wait(job, token, hsm, label)
+    try:
+        return _operation_run(job=job, token=token, step=step, label=label, state=state,
+                              audit_action=audit_action, target=target, detail=detail,
+                              start=start, resume=resume, low=low, high=high)
+    finally:
+        _slot_free(job, hsm)
+
+
+def _operation_run(*, job: Job, token: str, step: str, label: str, state: dict,
+                   audit_action: str, target: str, detail: dict, start, resume, low: int,
+                   high: int):
     on_poll = _poller(job.pk, token, label=label, low=low, high=high)
     if state.get("continuation"):
         job_progress(job_id=job.pk, percent=low, step=f"{label}: resuming",
@@ -211,7 +263,7 @@ def _backup_operation(*, job: Job, token: str, step: str, hsm: HsmInstance, cont
         folder_url = _operation(job=job, token=token, step=step, label=label,
                                 audit_action="backup.create", target=hsm_target(hsm),
                                 detail={"container": container, "auth": auth_mode},
-                                start=start, resume=resume, low=low, high=high)
+                                start=start, resume=resume, low=low, high=high, hsm=hsm)
     except PortalError as exc:
         BackupRecord.objects.filter(pk=record.pk).update(
             status=BackupRecord.Status.FAILED, error=exc.message[:2000], finished=timezone.now())
@@ -258,7 +310,7 @@ def _restore_operation(*, job: Job, token: str, step: str, hsm: HsmInstance, fol
                audit_action="restore.selective" if key_name else "restore.full",
                target=hsm_target(hsm), detail={"folder": folder, "key": key_name,
                                                "auth": auth_mode},
-               start=start, resume=resume, low=low, high=high)
+               start=start, resume=resume, low=low, high=high, hsm=hsm)
 
 
 def _run_job(job_id: int, token: str, body) -> Job | None:

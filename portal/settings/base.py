@@ -344,6 +344,7 @@ DR_BACKUP_CONTAINER = env_str("DR_BACKUP_CONTAINER", "mhsm-backups")
 DR_SAS_MINUTES = env_int("DR_SAS_MINUTES", 120)
 DR_JOB_LEASE_SECONDS = env_int("DR_JOB_LEASE_SECONDS", 120)
 DR_JOB_STUCK_HOURS = env_int("DR_JOB_STUCK_HOURS", 2)
+DR_SLOT_WAIT_SECONDS = env_int("DR_SLOT_WAIT_SECONDS", 3600)
 
 # Local RBAC: the longest time-boxed grant an access request may ask for (hours).
 ACCESS_MAX_DURATION_HOURS = env_int("ACCESS_MAX_DURATION_HOURS", 72)

@@ -194,3 +194,25 @@ def test_retention_keeps_the_last_n_and_audits_each_deletion(
     assert BackupRecord.objects.get(folder=folders[0]).status == BackupRecord.Status.DELETED
     assert list(AuditEvent.objects.filter(action="backup.delete").values_list(
         "outcome", flat=True).order_by("seq")) == ["intent", "succeeded"]
+
+
+def test_a_busy_hsm_makes_the_next_backup_wait_not_collide(
+        hsm, admin, container, emulator, settings, django_capture_on_commit_callbacks):
+    from dr_app.models import HsmOperationSlot
+
+    settings.DR_SLOT_WAIT_SECONDS = 1
+    holder = Job.objects.create(kind="dr.restore", status=Job.Status.RUNNING, hsm=hsm)
+    HsmOperationSlot.objects.create(hsm=hsm, job=holder)
+    before = len(emulator.backup_state("primary")["jobs"])
+
+    job = _backup(hsm, admin, container, django_capture_on_commit_callbacks=
+                  django_capture_on_commit_callbacks)
+
+    assert job.status == Job.Status.FAILED and f"busy with job {holder.pk}" in job.error
+    assert len(emulator.backup_state("primary")["jobs"]) == before  # the HSM was not asked
+    # Once the holder has finished, the slot is free for the next job.
+    Job.objects.filter(pk=holder.pk).update(status=Job.Status.SUCCEEDED)
+    job = _backup(hsm, admin, container, django_capture_on_commit_callbacks=
+                  django_capture_on_commit_callbacks)
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert HsmOperationSlot.objects.get(hsm=hsm).job is None  # freed when done
