@@ -30,6 +30,7 @@ from portal.accounts.throttle import (DEVICE_COOKIE, DEVICE_COOKIE_AGE, client_a
 from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
 from portal.errors import NotAllowed, NotFound
+from portal.permissions import SIGNED_IN
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ class ReauthenticateView(LoginRequiredMixin, View):
     """
 
     template_name = "accounts/reauthenticate.html"
+    required_permission = SIGNED_IN
 
     def _next(self) -> str:
         candidate = self.request.POST.get("next") or self.request.GET.get("next") or ""

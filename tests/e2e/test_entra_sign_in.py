@@ -126,3 +126,25 @@ def test_chromium_keeps_host_prefixed_secure_cookies_on_plain_http_127_0_0_1(ent
         assert csrf["secure"] and csrf["domain"] == "127.0.0.1" and csrf["path"] == "/"
     finally:
         context.close()
+
+
+@pytest.mark.e2e
+def test_the_sign_in_and_refusal_pages_read_well(entra_browser, live_server, portal_registration):
+    """axe-core, both sizes and the dark theme, as tests/e2e/test_every_page.py checks pages:
+    the sign-in page with Entra ID on and break-glass off, and the refusal page."""
+    from tests.e2e.test_every_page import SHOTS, check_every_size, read_axe
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    axe = read_axe()
+    context = entra_browser.new_context(base_url=live_server.url, reduced_motion="reduce")
+    try:
+        page = context.new_page()
+        page.goto("/accounts/login/")
+        problems = check_every_size(page, "entra sign-in", "anonymous-{}-accounts-login-entra", axe)
+        response = page.goto("/accounts/entra/callback/?code=x&state=y")
+        assert response.status == 403
+        expect(page.get_by_role("alert")).to_contain_text("No sign-in is in progress")
+        problems += check_every_size(page, "sign-in refused", "anonymous-{}-sign-in-refused", axe)
+        assert problems == [], "\n".join(problems)
+    finally:
+        context.close()

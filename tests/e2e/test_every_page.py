@@ -37,6 +37,9 @@ NOT_PAGES = {
     "access:campaign-evidence": "an access review's evidence as a JSON download",
     "keys-home": "a redirect to the first HSM's key list (visited as keys:key-list)",
     "accounts:login": "the sign-in page: visited signed out, in its own test",
+    "accounts:entra-start": "a redirect to the directory's sign-in (test_entra_sign_in.py)",
+    "accounts:entra-callback": "the directory's answer: a redirect, or the refusal page "
+                               "(checked in test_entra_sign_in.py)",
 }
 
 
@@ -98,6 +101,10 @@ def seed(hsm, secondary_hsm, admin) -> dict:
     return {**seed_access(hsm, admin), "hsm_id": hsm.name, "name": name,
             "version": record.versions.first().version,
             "job_id": job.pk, "custodian_id": seed_custodian(hsm, admin).pk,
+            "approval_id": key_services.key_delete(  # a pending request (maker-checker)
+                hsm=hsm, name=name, actor=admin, request_id=uuid.uuid4().hex,
+                confirm_name=name, justification="Retired with the old ledger.",
+                ticket="CHG-1042").pk,
             "drill_id": seed_drill(hsm, secondary_hsm, admin).pk}
 
 

@@ -95,7 +95,7 @@ def test_api_answers_anonymous_callers_401(api_client, job, method, path, allowe
     assert response["WWW-Authenticate"].startswith("Token")
 
 
-PUBLIC_VIEWS = {"SignInView", "SignOutView", "healthz"}
+PUBLIC_VIEWS = {"SignInView", "SignOutView", "EntraStartView", "EntraCallbackView", "healthz"}
 
 
 def _views(resolver, prefix=""):
