@@ -24,9 +24,10 @@ class AccessAppConfig(AppConfig):
         role_grant(APPROVER, *view)
         role_grant(AUDITOR, *view)
         nav_register("Access requests", "access:request-list", "access_app.view_accessrequest",
-                     section="Access", active_for=("access",))
+                     section="Access",
+                     active_for=("access:request-create", "access:request-detail"))
         nav_register("Access reviews", "access:campaign-list", "access_app.view_reviewcampaign",
-                     section="Access")
+                     section="Access", active_for=("access:campaign-detail",))
         if not any(tab.slug == "access" for tab in HSM_TABS):
             HSM_TABS.insert(3, Tab("access", "Access", "access:hsm-access",
                                    "access_app.view_roleassignmentrecord"))

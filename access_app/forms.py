@@ -60,6 +60,28 @@ class RoleDefinitionForm(forms.Form):
         widget=forms.CheckboxSelectMultiple)
 
 
+    def grouped(self, name: str) -> list[tuple[str, list]]:
+        """The picker's checkboxes by area (keys, role assignments, security domain...)."""
+        groups: dict[str, list] = {}
+        for box in self[name]:
+            area = box.choice_label.split("/", 1)[0]
+            groups.setdefault(AREAS.get(area, area), []).append(box)
+        return list(groups.items())
+
+    @property
+    def data_action_groups(self):
+        return self.grouped("data_actions")
+
+    @property
+    def not_data_action_groups(self):
+        return self.grouped("not_data_actions")
+
+
+AREAS = {"keys": "Keys", "roleAssignments": "Role assignments",
+         "roleDefinitions": "Role definitions", "securitydomain": "Security domain",
+         "backup": "Backup", "restore": "Restore", "rng": "Random numbers"}
+
+
 class ConfirmForm(forms.Form):
     confirm_name = forms.CharField(max_length=200, required=False)
 
