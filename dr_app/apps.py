@@ -31,6 +31,10 @@ class DrAppConfig(AppConfig):
         registry.register("restore.full", services.restore_start,
                           label="Restore a whole HSM from a backup")
         dangerous_action_register("restore.full", "restore.selective", "backup.delete")
+        from portal.dashboard import dashboard_register
+
+        dashboard_register("dr", selectors.dashboard_figures,
+                           permission="dr_app.view_backuprecord")
         # The HSM page's Backups tab (before Settings).
         from portal.gateway.views import HSM_TABS
         from portal.objects import Tab

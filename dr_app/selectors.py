@@ -71,3 +71,15 @@ def drill_list() -> QuerySet[DrDrill]:
 
 def drill_get(*, drill_id: int) -> DrDrill:
     return get_object_or_404(DrDrill.objects.select_related("job"), pk=drill_id)
+
+
+def dashboard_figures(*, now) -> dict:
+    """The dashboard's recovery tiles: stuck jobs, and HSMs without a recent backup."""
+    from portal.gateway.models import HsmInstance
+
+    since = now - timedelta(hours=24)
+    backed_up = BackupRecord.objects.filter(
+        status__in=(BackupRecord.Status.SUCCEEDED, BackupRecord.Status.FOUND),
+        finished__gte=since, hsm__isnull=False).values("hsm")
+    return {"attention": jobs_needing_attention_count(), "hours": settings.DR_JOB_STUCK_HOURS,
+            "without_backup": HsmInstance.objects.exclude(pk__in=backed_up).count()}

@@ -55,6 +55,7 @@ class DashboardView(PortalPermissionMixin, View):
                             if user.has_perm("jobs.view_job") else None),
             "dangerous": dangerous,
             "audit_chart": dashboard.audit_activity_chart(now=now) if may_audit else None,
+            "sections": sections,  # what apps registered (e.g. sections.dr)
         }
         return render(request, "dashboard.html", context)
 

@@ -120,3 +120,20 @@ def test_dr_tick_runs_due_schedules_and_resumes_nothing_healthy(hsm, admin, cont
     with django_capture_on_commit_callbacks(execute=False):
         result = services.dr_tick()
     assert len(result["schedules"]) == 1 and result["resumed"] == []
+
+
+def test_dashboard_tiles_show_stuck_jobs_and_hsms_without_a_backup(client, admin, hsm,
+                                                                    secondary_hsm):
+    from dr_app.models import BackupRecord
+
+    stuck = job_create(kind="dr.backup", actor=admin, hsm=hsm)
+    Job.objects.filter(pk=stuck.pk).update(created=timezone.now() - timedelta(hours=3))
+    BackupRecord.objects.create(hsm=hsm, source_hsm_name="primary", container="c",
+                                folder="mhsm-primary-2026113009151234", status="succeeded",
+                                finished=timezone.now())
+    client.force_login(admin)
+    page = client.get("/").content.decode()
+    tile = page.split('id="tile-dr-attention"')[1].split("</a>")[0]
+    assert '<span class="tile-value">1</span>' in tile
+    tile = page.split('id="tile-dr-no-backup"')[1].split("</a>")[0]
+    assert '<span class="tile-value">1</span>' in tile  # the secondary has none
