@@ -10,7 +10,7 @@ APPROVALS = table_register(TableSpec("approvals", caption="Approval requests", c
     Column("approvals", "Approvals"),
     Column("created", "Requested (UTC)"),
     Column("expires", "Expires (UTC)"),
-)))
+), default_hidden=("created",)))
 
 
 def approval_table(*, request, requests, empty: str, label: str,
