@@ -18,6 +18,7 @@ def describe_upload(payload: dict) -> dict:
 def ready() -> None:
     from dr_app import security_domain, security_domain_tasks  # noqa: F401  (registers tasks)
     from portal.approvals import registry
+    from portal.context_processors import nav_register
     from portal.objects import Tab
     from portal.permissions import ADMIN, APPROVER, AUDITOR, role_grant
 
@@ -27,6 +28,9 @@ def ready() -> None:
     role_grant(APPROVER, "dr_app.view_custodian")
     registry.register(security_domain.UPLOAD_OPERATION, security_domain.security_domain_upload,
                       label="Upload a security domain (recovery)", describe=describe_upload)
+
+    nav_register("Security domain", "dr:sd-home", "dr_app.view_custodian", section="Recovery",
+                 active_for=("dr:sd-home",))
 
     from portal.gateway.views import HSM_TABS
 

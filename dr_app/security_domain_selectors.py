@@ -128,3 +128,36 @@ def sd_jobs(*, hsm, limit: int = 10) -> QuerySet[Job]:
     """The HSM's latest security-domain jobs."""
     return Job.objects.filter(hsm=hsm, kind__startswith="security_domain.").order_by(
         "-created", "-id")[:limit]
+
+
+@dataclass
+class HsmSecurityDomainRow:
+    """One HSM on the security-domain overview: what the portal last saw, no HSM call."""
+
+    hsm: object
+    state: SecurityDomainState
+    custodians: int
+    proven: int
+    warnings: list
+
+
+def sd_hsm_overview(*, user) -> list[HsmSecurityDomainRow]:
+    """Every HSM the user may see with its last-seen activation, quorum and custody."""
+    from portal.gateway.selectors import hsm_list
+
+    hsms = list(hsm_list())
+    states = {s.hsm_id: s for s in SecurityDomainState.objects.filter(hsm__in=hsms)}
+    findings: dict[str, list] = {}
+    for finding in custody_findings():
+        findings.setdefault(finding.hsm_name, []).append(finding)
+    counts: dict[int, list[int]] = {}
+    for custodian in Custodian.objects.filter(status=Custodian.Status.ACTIVE, hsm__in=hsms):
+        tone, words = custody_state(custodian)
+        entry = counts.setdefault(custodian.hsm_id, [0, 0])
+        entry[0] += 1
+        entry[1] += tone == "ok" or words == "Certificate expires soon"
+    return [HsmSecurityDomainRow(hsm=hsm, state=states.get(hsm.pk) or SecurityDomainState(hsm=hsm),
+                                 custodians=counts.get(hsm.pk, [0, 0])[0],
+                                 proven=counts.get(hsm.pk, [0, 0])[1],
+                                 warnings=findings.get(hsm.name, []))
+            for hsm in hsms]

@@ -7,6 +7,7 @@ _SD = "hsms/<str:hsm_id>/security-domain/"
 _CUSTODIAN = _SD + "custodians/<int:custodian_id>/"
 
 urlpatterns = [
+    path("security-domain/", views.SdHomeView.as_view(), name="sd-home"),
     path(_SD, views.SdOverviewView.as_view(), name="sd-overview"),
     path(_SD + "activate/", views.SdActivateView.as_view(), name="sd-activate"),
     path(_SD + "activate/<int:job_id>/download/", views.SdDownloadView.as_view(),

@@ -35,6 +35,16 @@ CUSTODIANS = table_register(TableSpec("sd-custodians", caption="Custody ledger",
     Column("state", "Custody"),
 )))
 
+SD_HSMS = table_register(TableSpec("sd-hsms", caption="Security domains", columns=(
+    Column("hsm", "HSM", hideable=False),
+    Column("activation", "Activation"),
+    Column("checked", "Checked (UTC)"),
+    Column("quorum", "Quorum", numeric=True),
+    Column("custodians", "Custodians", numeric=True),
+    Column("proven", "Proven custody", numeric=True),
+    Column("warnings", "Custody warnings"),
+)))
+
 ACTIVATION_TONES = {"active": "ok", "not_activated": "warn", "in_progress": "warn",
                     "failed": "bad", "unknown": "muted"}
 
@@ -95,6 +105,26 @@ def custodian_table(*, request, hsm) -> Table:
                              "Add a custodian" if may_add else "",
                              reverse("dr:sd-custodian-add", kwargs={"hsm_id": hsm.name})
                              if may_add else ""))
+
+
+class SdHomeView(PortalPermissionMixin, View):
+    """Every HSM's security domain at a glance: activation as last seen, quorum, custody."""
+
+    required_permission = "dr_app.view_custodian"
+
+    def get(self, request):
+        from dr_app.security_domain_selectors import sd_hsm_overview
+
+        rows = sd_hsm_overview(user=request.user)
+        for row in rows:
+            row.tone = ACTIVATION_TONES.get(row.state.activation, "muted")
+        table = Table(spec=SD_HSMS, rows=rows, row_template="dr_app/_sd_hsm_row.html",
+                      request=request, count=len(rows), noun=("HSM", "HSMs"),
+                      label="Security domain of each HSM",
+                      empty=Empty("No HSM is registered yet."))
+        return render(request, "dr_app/sd_home.html", {
+            "table": table, "proof_days": services.custody_proof_days(),
+            "warnings": sum(len(row.warnings) for row in rows)})
 
 
 class SdOverviewView(SdMixin, View):

@@ -170,3 +170,23 @@ def test_ledger_writes_are_admin_only_and_audited(client, admin, approver, audit
     quorum = client.put(f"/api/v1/hsms/{vault.name}/security-domain/quorum/", {"quorum": 11},
                         content_type="application/json")
     assert quorum.status_code == 400
+
+
+def test_the_security_domain_overview_lists_every_hsm_with_its_custody(client, auditor, admin,
+                                                                       vault, people):
+    HsmInstance.objects.create(name="spare", uri="https://spare.managedhsm.azure.net")
+    keeper = add(vault, people[0], admin)
+    add(vault, people[1], admin)
+    services.quorum_record(hsm=vault, quorum=2, actor=admin, request_id="r")
+    Custodian.objects.filter(pk=keeper.pk).update(last_proven=timezone.now())
+    page = signed_in(client, auditor).get("/security-domain/")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'href="/security-domain/" aria-current="page"><span class="nav-label">Security domain' \
+        in text  # its navigation entry, current
+    rows = {row.hsm.name: row for row in page.context["table"].rows}
+    assert set(rows) == {"vault", "spare"}
+    assert (rows["vault"].custodians, rows["vault"].proven) == (2, 1)
+    assert {w.problem for w in rows["vault"].warnings} == {"never_proven", "quorum_at_risk"}
+    assert rows["spare"].warnings == [] and rows["spare"].custodians == 0
+    assert "2 warnings" in text
