@@ -197,3 +197,37 @@ def test_an_operation_asked_but_never_recorded_is_not_started_again(
     assert job.status == Job.Status.FAILED
     assert "was not started again" in job.error
     assert len(emulator.backup_state("primary")["jobs"]) == before
+
+
+def test_selective_restore_with_the_managed_identity(
+        hsm, secondary_hsm, admin, container, emulator, make_key,
+        django_capture_on_commit_callbacks):
+    from tests.dr_app.test_backup import _give_hsm_managed_identity
+
+    wanted = make_key()
+    source = _backup(hsm, admin, container, django_capture_on_commit_callbacks)
+    _give_hsm_managed_identity(emulator, "secondary")
+
+    job = _restore(django_capture_on_commit_callbacks, hsm_id="secondary", folder=source.folder,
+                   container=container, key_name=wanted, actor=admin,
+                   auth_mode="managed_identity")
+
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert wanted in _key_names(secondary_hsm)
+
+
+def test_the_sas_given_to_the_hsm_is_least_privilege_and_short_lived(azure_settings, storage,
+                                                                     container):
+    from datetime import datetime, timedelta, timezone
+    from urllib.parse import parse_qs
+
+    from portal.gateway import backups as storage_gateway
+
+    azure_settings.DR_SAS_MINUTES = 30
+    for purpose, permissions in (("backup", "cw"), ("restore", "rl")):
+        fields = {k: v[0] for k, v in parse_qs(storage_gateway.storage_sas(
+            container, purpose=purpose)).items()}
+        assert fields["sp"] == permissions
+        assert fields["sr"] == "c" and fields["spr"] == "https"  # one container, HTTPS only
+        expiry = datetime.fromisoformat(fields["se"].replace("Z", "+00:00"))
+        assert timedelta(minutes=29) < expiry - datetime.now(timezone.utc) <= timedelta(minutes=30)
