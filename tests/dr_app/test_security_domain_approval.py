@@ -99,3 +99,29 @@ def test_a_denied_upload_never_runs(admin, approver, recovering):
     assert pending.status == ApprovalRequest.Status.DENIED
     assert pending.job_id is None
     assert not Job.objects.filter(kind=services.UPLOAD_KIND).exists()
+
+
+def test_the_upload_is_bounded_and_never_logged(client, settings, admin, recovering, caplog):
+    import logging
+    import time
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from portal.accounts.middleware import SIGNED_IN_AT
+
+    client.force_login(admin)
+    session = client.session
+    session[SIGNED_IN_AT] = int(time.time())
+    session.save()
+    settings.PORTAL_MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096
+    url = f"/api/v1/hsms/{recovering.name}/security-domain/upload/"
+    big = client.post(url, {"file": SimpleUploadedFile("blob.json", b"x" * 5000)})
+    assert big.status_code == 413
+    assert big.json()["error"]["code"] == "payload_too_large"
+    assert not SecurityDomainFile.objects.exists()
+
+    caplog.set_level(logging.DEBUG)
+    fine = client.post(url, {"file": SimpleUploadedFile("blob.json", BLOB)})
+    assert fine.status_code == 202 and "approval_request" in fine.json()
+    assert SecurityDomainFile.objects.count() == 1
+    assert b"prepared offline" not in caplog.text.encode()
