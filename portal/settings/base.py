@@ -207,9 +207,19 @@ ENTRA_CLIENT_CERTIFICATE_THUMBPRINT = env_str("ENTRA_CLIENT_CERTIFICATE_THUMBPRI
 # The redirect URI registered for the app; unset: this portal's /accounts/entra/callback/.
 ENTRA_REDIRECT_URI = env_str("ENTRA_REDIRECT_URI")
 # App role value (or group object id) -> portal role.
-ENTRA_ROLE_MAP = dict(item.split("=", 1) for item in env_list(
-    "ENTRA_ROLE_MAP", ["admin=admin", "approver=approver", "auditor=auditor"]))
-ENTRA_GROUP_MAP = dict(item.split("=", 1) for item in env_list("ENTRA_GROUP_MAP", []))
+def _role_map(name: str, default: list[str]) -> dict[str, str]:
+    pairs = [item.split("=", 1) for item in env_list(name, default)]
+    bad = [pair for pair in pairs
+           if len(pair) != 2 or pair[1].strip() not in ("admin", "approver", "auditor")]
+    if bad:
+        raise ValueError(f"{name} entries are <value>=<admin|approver|auditor>, "
+                         f"comma-separated; not {'='.join(bad[0])!r}.")
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+ENTRA_ROLE_MAP = _role_map("ENTRA_ROLE_MAP", ["admin=admin", "approver=approver",
+                                              "auditor=auditor"])
+ENTRA_GROUP_MAP = _role_map("ENTRA_GROUP_MAP", [])
 # Bearer tokens for the API: the audience (the portal API's app id URI) and the issuers
 # accepted (unset: the authority's v2.0 issuer and the v1 sts.windows.net one).
 ENTRA_API_AUDIENCE = env_str("ENTRA_API_AUDIENCE")
