@@ -17,6 +17,7 @@ hands a job whose lease is older than DR_JOB_LEASE_SECONDS to a new worker.
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -38,6 +39,8 @@ from portal.gateway.models import HsmInstance
 from portal.jobs.models import Job
 from portal.jobs.services import (job_create, job_enqueue_on_commit, job_finish, job_progress,
                                   job_target)
+
+logger = logging.getLogger(__name__)
 
 KIND_BACKUP, KIND_RESTORE, KIND_DRILL = "dr.backup", "dr.restore", "dr.drill"
 DR_KINDS = (KIND_BACKUP, KIND_RESTORE, KIND_DRILL)
@@ -187,11 +190,16 @@ def _operation(*, job: Job, token: str, step: str, label: str, audit_action: str
         return state.get("result")
     _slot_wait(job, token, hsm, label)
     try:
-        return _operation_run(job=job, token=token, step=step, label=label, state=state,
-                              audit_action=audit_action, target=target, detail=detail,
-                              start=start, resume=resume, low=low, high=high)
-    finally:
+        result = _operation_run(job=job, token=token, step=step, label=label, state=state,
+                                audit_action=audit_action, target=target, detail=detail,
+                                start=start, resume=resume, low=low, high=high)
+    except Superseded:
+        raise  # the worker that took the job over holds the slot now (same job)
+    except BaseException:
         _slot_free(job, hsm)
+        raise
+    _slot_free(job, hsm)
+    return result
 
 
 def _operation_run(*, job: Job, token: str, step: str, label: str, state: dict,
@@ -323,6 +331,11 @@ def _run_job(job_id: int, token: str, body) -> Job | None:
         return None
     except PortalError as exc:
         return job_finish(job_id=job_id, ok=False, error=exc.message)
+    except Exception as exc:  # noqa: BLE001 - a job must end, not be resumed into the same bug
+        logger.exception("dr_app job %s failed unexpectedly", job_id)
+        return job_finish(job_id=job_id, ok=False,
+                          error=f"The job failed unexpectedly ({exc.__class__.__name__}); "
+                                "the portal's log has the details.")
 
 
 # ---------------------------------------------------------------- backups

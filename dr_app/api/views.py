@@ -10,7 +10,7 @@ from dr_app.api.serializers import (BackupOutput, BackupStartInput, CheckOutput,
                                     DrillStartInput, RestoreCheckInput, RestoreStartInput,
                                     ScheduleInput, ScheduleOutput)
 from portal.accounts.stepup import ensure_recent_sign_in
-from portal.errors import PortalError
+from portal.errors import NotFound
 from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
 from portal.jobs.models import Job
@@ -122,7 +122,7 @@ def _approval(approval_id):
         return None
     found = ApprovalRequest.objects.filter(pk=approval_id).first()
     if found is None:
-        raise PortalError("No approval request with that id.", code="not_found")
+        raise NotFound("No approval request has that id.")
     return found
 
 
