@@ -1,4 +1,6 @@
 """Approval pages: the inbox, my requests, every request, one request with its decisions."""
+import logging
+
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.views import View
@@ -12,6 +14,8 @@ from portal.approvals.tables import approval_table
 from portal.errors import PortalError
 from portal.objects import Fact
 from portal.permissions import PortalPermissionMixin
+
+logger = logging.getLogger(__name__)
 
 TONES = {"pending": "warn", "approved": "ok", "executing": "warn", "executed": "ok",
          "denied": "bad", "failed": "bad", "expired": "muted", "cancelled": "muted",
@@ -84,6 +88,9 @@ def _describe(req: ApprovalRequest) -> dict:
         return op.describe(dict(req.payload)) or {}
     except PortalError as exc:
         return {"context_error": exc.message}
+    except Exception:  # the page still shows the request itself
+        logger.exception("Describing approval request #%s (%s) failed", req.pk, req.operation)
+        return {"context_error": "The current state could not be read."}
 
 
 class ApprovalDetailView(PortalPermissionMixin, View):
