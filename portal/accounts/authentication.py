@@ -1,6 +1,7 @@
 """DRF authentication: hashed API tokens (`Authorization: Token <token>`) and Entra ID
 bearer tokens of automation applications (`Authorization: Bearer <jwt>`)."""
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import (BaseAuthentication, TokenAuthentication,
                                            get_authorization_header)
 from rest_framework.exceptions import AuthenticationFailed
@@ -77,3 +78,15 @@ class EntraBearer:
     def __init__(self, *, app_id: str, object_id: str):
         self.app_id = app_id
         self.object_id = object_id
+
+
+class EntraBearerScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI security scheme of EntraBearerAuthentication."""
+
+    target_class = "portal.accounts.authentication.EntraBearerAuthentication"
+    name = "entraBearer"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "An Entra ID access token for the portal's API (audience "
+                               "ENTRA_API_AUDIENCE) of an application holding app roles."}
