@@ -537,6 +537,12 @@ def security_domain_upload(*, actor, hsm: str, file_id: str, blob_sha256: str, s
         if row is None or row.sha256 != blob_sha256 or row.expires <= timezone.now():
             raise Conflict("The approved security-domain file is gone (used or expired); "
                            "upload it again.", code="security_domain_file_gone")
+        if state.exchange_key_sha256 != exchange_key_sha256:
+            # The HSM would refuse a blob wrapped to an exchange key it no longer uses.
+            raise Conflict("This HSM's exchange key changed after the file was prepared (a "
+                           "newer init-recovery, or a finished recovery): have the custodians "
+                           "prepare it for the current exchange key and upload it again.",
+                           code="exchange_key_changed")
         job = job_create(kind=UPLOAD_KIND, actor=actor, hsm=instance,
                          params={"file_id": file_id, "blob_sha256": blob_sha256,
                                  "approval": getattr(approval, "pk", None)})

@@ -125,3 +125,15 @@ def test_the_upload_is_bounded_and_never_logged(client, settings, admin, recover
     assert fine.status_code == 202 and "approval_request" in fine.json()
     assert SecurityDomainFile.objects.count() == 1
     assert b"prepared offline" not in caplog.text.encode()
+
+
+def test_an_upload_prepared_for_an_older_exchange_key_does_not_run(admin, approver, recovering):
+    pending = request_upload(recovering, admin)
+    # Someone ran init-recovery again: the HSM has a new exchange key.
+    SecurityDomainState.objects.filter(hsm=recovering).update(exchange_key_sha256="cd" * 32)
+    req = approval_decide(approval_id=pending.pk, actor=approver, decision="approve")
+    run_job(req)
+    req.refresh_from_db()
+    assert req.status == ApprovalRequest.Status.FAILED
+    assert "exchange key changed" in req.failure_reason
+    assert not Job.objects.filter(kind=services.UPLOAD_KIND).exists()
