@@ -133,7 +133,8 @@ def test_nginx_limits_sign_in_and_api_requests_and_body_size():
     locations = {" ".join(head[1:]): block for head, block in server["blocks"]
                  if head[0] == "location"}
 
-    for where in ("= /accounts/login/", "/api/"):
+    for where in ("= /accounts/login/", "/accounts/entra/", "= /accounts/reauthenticate/",
+                  "/api/"):
         limits = [d for d in locations[where]["directives"] if d[0] == "limit_req"]
         assert limits, f"no limit_req on location {where}"
         assert all(re.search(r"zone=(\w+)", " ".join(d))[1] in zones for d in limits)
