@@ -94,6 +94,7 @@ class AccessRequest(models.Model):
         GRANTING = "granting", "Being granted"
         ACTIVE = "active", "Active"
         DENIED = "denied", "Denied"
+        NOT_GRANTED = "not_granted", "Not granted (approval expired or withdrawn)"
         FAILED = "failed", "Failed"
         REVOKING = "revoking", "Being revoked"
         EXPIRED = "expired", "Expired (removed)"

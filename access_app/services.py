@@ -457,21 +457,57 @@ def access_expire_due(*, at: datetime | None = None) -> int:
     return count
 
 
+def access_requests_settle(*, ids: list[int] | None = None) -> int:
+    """Close pending requests whose approval ended without running (denied, expired,
+    cancelled, voided, failed): their status says so, audited. Returns how many."""
+    from portal.approvals.models import ApprovalRequest
+
+    approval_status = ApprovalRequest.Status
+    pending = AccessRequest.objects.select_related("hsm").filter(
+        status=AccessRequest.Status.PENDING, approval_request_id__isnull=False)
+    if ids is not None:
+        pending = pending.filter(pk__in=ids)
+    pending = list(pending[:500])
+    approvals = ApprovalRequest.objects.in_bulk([r.approval_request_id for r in pending])
+    at = timezone.now()
+    settled = 0
+    for request in pending:
+        approval = approvals.get(request.approval_request_id)
+        if approval is None:
+            status, why = AccessRequest.Status.NOT_GRANTED, "Its approval request no longer exists."
+        elif approval.status == approval_status.DENIED:
+            status, why = AccessRequest.Status.DENIED, "An approver denied it."
+        elif approval.status == approval_status.FAILED:
+            status, why = AccessRequest.Status.FAILED, (approval.failure_reason or
+                                                        "The approved grant failed.")[:500]
+        elif approval.status in (approval_status.EXPIRED, approval_status.CANCELLED,
+                                 approval_status.VOID) or (
+                approval.status == approval_status.PENDING and approval.expires <= at):
+            status, why = AccessRequest.Status.NOT_GRANTED, (
+                f"Its approval request is {approval.get_status_display().lower()}."
+                if approval.status != approval_status.PENDING else
+                "Its approval request expired before enough approvers decided.")
+        else:
+            continue
+        with transaction.atomic():
+            if not AccessRequest.objects.filter(pk=request.pk,
+                                                status=AccessRequest.Status.PENDING).update(
+                    status=status, error=why, ended_at=at):
+                continue
+            audit_record(actor=None, action="access_request.close",
+                         target=assignment_target(request.hsm.name, request.scope),
+                         request_id=request.correlation_id, outcome=AuditEvent.Outcome.RECORDED,
+                         detail={"correlation_id": request.correlation_id,
+                                 "access_request": request.pk, "status": status, "reason": why})
+        settled += 1
+    return settled
+
+
 def access_request_deny_sync(*, request: AccessRequest) -> AccessRequest:
-    """Mirror a denied or expired approval on the request (pages call it when they show it)."""
-    if request.status != AccessRequest.Status.PENDING or not request.approval_request_id:
-        return request
-    try:
-        from portal.approvals.models import ApprovalRequest
-    except ImportError:
-        return request
-    approval = ApprovalRequest.objects.filter(pk=request.approval_request_id).first()
-    status = str(getattr(approval, "status", "")).lower()
-    if status in ("denied", "rejected", "expired", "cancelled", "canceled"):
-        AccessRequest.objects.filter(pk=request.pk, status=AccessRequest.Status.PENDING).update(
-            status=AccessRequest.Status.DENIED, ended_at=timezone.now(),
-            error=f"The approval was {status}.")
-        request.refresh_from_db()
+    """The request with its status brought up to date with its approval (pages call it)."""
+    if request.status == AccessRequest.Status.PENDING and request.approval_request_id:
+        if access_requests_settle(ids=[request.pk]):
+            request.refresh_from_db()
     return request
 
 
@@ -713,5 +749,7 @@ def campaign_close_due(*, at: datetime | None = None) -> int:
 
 
 def access_housekeeping() -> dict:
-    """Beat: expire time-boxed grants, close ended reviews."""
-    return {"expired": access_expire_due(), "campaigns_closed": campaign_close_due()}
+    """Beat: expire time-boxed grants, close ended reviews, settle requests whose approval
+    ended without running."""
+    return {"expired": access_expire_due(), "campaigns_closed": campaign_close_due(),
+            "settled": access_requests_settle()}

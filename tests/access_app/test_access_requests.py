@@ -203,3 +203,22 @@ def test_expiry_failure_is_retried_next_beat(synced, admin, approver, principal,
     assert services.access_expire_due() == 1
     assert hsm_assignments(sdk_access, principal["object_id"]) == []
     assert timezone.now()  # the real clock was never touched
+
+
+def test_a_denied_or_expired_approval_closes_the_request(synced, admin, approver, principal,
+                                                         sdk_access):
+    from portal.approvals.services import approval_decide
+
+    denied, pending = _request(synced, admin, principal, request_id="d-1")
+    approval_decide(approval_id=pending.pk, actor=approver, decision="deny", comment="No ticket")
+    lapsed, other = _request(synced, admin, principal, scope="/keys/k-two", request_id="d-2")
+    ApprovalRequest.objects.filter(pk=other.pk).update(expires=timezone.now() - timedelta(minutes=1))
+    assert services.access_housekeeping()["settled"] == 2
+    denied.refresh_from_db()
+    lapsed.refresh_from_db()
+    assert (denied.status, lapsed.status) == ("denied", "not_granted")
+    assert "expired" in lapsed.error
+    closes = AuditEvent.objects.filter(action="access_request.close")
+    assert {e.request_id for e in closes} == {denied.correlation_id, lapsed.correlation_id}
+    assert hsm_assignments(sdk_access, principal["object_id"]) == []
+    assert services.access_requests_settle() == 0
