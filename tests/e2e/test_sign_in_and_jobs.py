@@ -7,9 +7,11 @@ from tests.factories import PASSWORD
 
 # The left navigation, in task groups; the API docs are linked from the top bar.
 NAV = {
-    "admin": ["Dashboard", "HSMs", "Keys", "Backups", "DR drills", "Audit trail", "Jobs"],
-    "approver": ["Dashboard", "HSMs", "Keys", "Backups", "DR drills"],
-    "auditor": ["Dashboard", "HSMs", "Keys", "Backups", "DR drills", "Audit trail", "Jobs"],
+    "admin": ["Dashboard", "HSMs", "Keys", "Backups", "DR drills", "Security domain",
+              "Audit trail", "Jobs"],
+    "approver": ["Dashboard", "HSMs", "Keys", "Backups", "DR drills", "Security domain"],
+    "auditor": ["Dashboard", "HSMs", "Keys", "Backups", "DR drills", "Security domain",
+                "Audit trail", "Jobs"],
     "outsider": ["Dashboard"],
 }
 

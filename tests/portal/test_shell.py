@@ -43,16 +43,16 @@ def test_each_role_sees_only_the_groups_and_pages_it_may_use(personas):
     assert labels(shell_for(personas["admin"], "/")) == {
         "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
         "Approvals": ["Approval inbox", "My requests", "All requests"],
-        "Recovery": ["Backups", "DR drills"],
+        "Recovery": ["Backups", "DR drills", "Security domain"],
         "Audit & compliance": ["Audit trail"], "Jobs": ["Jobs"]}
     assert labels(shell_for(personas["approver"], "/")) == {
         "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
         "Approvals": ["Approval inbox", "My requests", "All requests"],
-        "Recovery": ["Backups", "DR drills"]}
+        "Recovery": ["Backups", "DR drills", "Security domain"]}
     assert labels(shell_for(personas["auditor"], "/")) == {
         "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
         "Approvals": ["My requests", "All requests"],
-        "Recovery": ["Backups", "DR drills"],
+        "Recovery": ["Backups", "DR drills", "Security domain"],
         "Audit & compliance": ["Audit trail"], "Jobs": ["Jobs"]}
     assert labels(shell_for(personas["outsider"], "/")) == {"Overview": ["Dashboard"]}
 
