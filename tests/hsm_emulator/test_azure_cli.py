@@ -164,6 +164,22 @@ def test_az_keyvault_role_assignment_create_and_list_resolve_principals_through_
     assert (user["object_id"], "515eb02d-2335-4d2d-92f2-b1cbdf9c3778") in left  # Crypto Officer stays
 
 
+def test_az_ad_reads_users_and_service_principals_from_the_emulators_graph(signed_in, az, emulator):
+    tag = uuid.uuid4().hex[:8]
+    user = emulator.create_user(f"ad.{tag}@contoso.test", display_name=f"Directory reader {tag}")
+    app = emulator.create_principal(f"ad-app-{tag}", app_roles=["admin"])
+
+    shown = az("ad", "user", "show", "--id", user["user_principal_name"])
+    assert (shown["id"], shown["displayName"]) == (user["object_id"], f"Directory reader {tag}")
+    listed = az("ad", "user", "list", "--display-name", f"Directory reader {tag}")
+    assert [u["userPrincipalName"] for u in listed] == [user["user_principal_name"]]
+    sp = az("ad", "sp", "show", "--id", app["client_id"])
+    assert (sp["id"], sp["appId"]) == (app["object_id"], app["client_id"])
+    assert [r["value"] for r in sp["appRoles"]] == ["admin"]
+    sps = az("ad", "sp", "list", "--display-name", f"ad-app-{tag}")
+    assert [s["id"] for s in sps] == [app["object_id"]]
+
+
 def _b64(text: str) -> bytes:
     """The CLI prints JWK members in standard base64."""
     import base64
