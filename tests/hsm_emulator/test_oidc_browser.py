@@ -89,6 +89,11 @@ def test_sign_in_page_is_accessible_and_brings_the_browser_back_with_a_code(emul
         page.emulate_media(color_scheme="dark")
         assert _axe_problems(page) == []
         page.emulate_media(color_scheme="light")
+        for width in (375, 1920):  # a phone and a wide screen: nothing scrolls sideways
+            page.set_viewport_size({"width": width, "height": 800})
+            assert page.evaluate("() => document.scrollingElement.scrollWidth <= "
+                                 "document.scrollingElement.clientWidth")
+        page.set_viewport_size({"width": 1280, "height": 800})
 
         page.get_by_label("Email or user name").fill(user["user_principal_name"])
         page.get_by_label("Password").fill("not the password")
