@@ -304,7 +304,7 @@ class FullBackup:
 
     async def _start_prebackup(self, call: Call) -> Reply:
         auth = self._auth(call.json())
-        return self._begin("prebackup", call, lambda job: self._prebackup(auth))
+        return self._begin("prebackup", call, lambda job: self._prebackup(job, auth))
 
     def _restore_body(self, call: Call, folder_member: str) -> tuple[_Auth, str]:
         body = call.json()
@@ -406,16 +406,18 @@ class FullBackup:
         job.folder = folder
         job.folder_uri = f"{auth.ref.url}/{folder}"
 
-    async def _prebackup(self, auth: _Auth) -> None:
+    async def _prebackup(self, job: Job, auth: _Auth) -> None:
         def check() -> None:
             container = self._container(auth)
             _check_sas(auth, "cw", "create and write")
+            # A write that leaves nothing to see: one uncommitted block (never listed, and
+            # discarded by the storage service), refused as a backup's writes would be
+            # (missing container, bad signature, no write permission).
+            probe = container.get_blob_client(f"mhsm-{self._hsm.props.name}-prebackup-{job.id}")
             try:
-                container.get_container_properties()
+                probe.stage_block("cHJvYmU=", b"\0")
             except Exception as exc:  # noqa: BLE001
-                failure = _storage_failure(exc)
-                if failure.error["innererror"]["code"] != "AuthorizationPermissionMismatch":
-                    raise failure from None
+                raise _storage_failure(exc) from None
         await asyncio.to_thread(check)
 
     def _read_folder(self, auth: _Auth, folder: str, want_keys: bool = True) -> dict:

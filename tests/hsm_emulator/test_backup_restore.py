@@ -215,13 +215,43 @@ def test_selective_restore_of_a_key_not_in_the_backup_fails(clients, container_u
     assert "KeyNotFound" in str(failed.value)
 
 
-def test_pre_backup_and_pre_restore_checks(dr, clients, storage, container_url, sas):
+def _blob_names(dr, storage, container):
+    service = BlobServiceClient(storage["blob_endpoint"], credential={"account_name": storage["account_name"],
+                                                                      "account_key": storage["account_key"]},
+                                connection_verify=dr.ca_bundle)
+    return {b.name for b in service.get_container_client(container).list_blobs()}
+
+
+def test_pre_backup_checks_the_container_and_the_sas_and_writes_nothing(dr, clients, storage, container,
+                                                                        container_url):
     client = clients["primary"]["backup"]
-    assert client.begin_pre_backup(container_url, sas_token=sas).result() is None
-    missing = f"{storage['blob_endpoint']}/no-such-{uuid.uuid4().hex[:8]}"
+    before = _blob_names(dr, storage, container)
+    least = generate_container_sas(storage["account_name"], container, account_key=storage["account_key"],
+                                   permission="cw", expiry=datetime.datetime.now(datetime.timezone.utc)
+                                   + datetime.timedelta(minutes=10))
+    assert client.begin_pre_backup(container_url, sas_token=least).result() is None
+    assert _blob_names(dr, storage, container) == before
+    missing = f"no-such-{uuid.uuid4().hex[:8]}"
+    missing_sas = generate_container_sas(storage["account_name"], missing, account_key=storage["account_key"],
+                                         permission="cw", expiry=datetime.datetime.now(datetime.timezone.utc)
+                                         + datetime.timedelta(minutes=10))
     with pytest.raises(HttpResponseError) as failed:
-        client.begin_pre_backup(missing, sas_token=sas).result()
-    assert "ContainerNotFound" in str(failed.value) or "AuthorizationFailure" in str(failed.value)
+        client.begin_pre_backup(f"{storage['blob_endpoint']}/{missing}", sas_token=missing_sas).result()
+    assert "ContainerNotFound" in str(failed.value)
+    read_only = generate_container_sas(storage["account_name"], container, account_key=storage["account_key"],
+                                       permission="rl", expiry=datetime.datetime.now(datetime.timezone.utc)
+                                       + datetime.timedelta(minutes=10))
+    with pytest.raises(HttpResponseError) as failed:
+        client.begin_pre_backup(container_url, sas_token=read_only).result()
+    assert "AuthorizationPermissionMismatch" in str(failed.value)
+    forged = least.replace("sig=", "sig=A")
+    with pytest.raises(HttpResponseError) as failed:
+        client.begin_pre_backup(container_url, sas_token=forged).result()
+    assert "AuthorizationFailure" in str(failed.value) or "AuthenticationFailed" in str(failed.value)
+
+
+def test_pre_restore_checks(dr, clients, storage, container_url, sas):
+    client = clients["primary"]["backup"]
     folder_url = backup(clients, "primary", container_url, sas)
     jobs_before = len(dr.backup_state("secondary")["jobs"])
     assert clients["secondary"]["backup"].begin_pre_restore(folder_url, sas_token=sas).result() is None
