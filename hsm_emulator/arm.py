@@ -113,6 +113,8 @@ class Subscriptions:
             store.put(_SCOPE, "meta", "subscription", doc)
         self.subscription_id: str = doc["subscription_id"]
         self.resource_group: str = doc["resource_group"]
+        # Other resource groups (arm_services) answer here too.
+        self.group_exists: Callable[[str], bool] = lambda rg: rg.lower() == self.resource_group.lower()
 
     def routes(self) -> list[tuple[str, str, Callable]]:
         return [
@@ -126,7 +128,7 @@ class Subscriptions:
         """404 unless ``sub`` (and ``rg``) are the emulator's."""
         if sub.lower() != self.subscription_id:
             raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
-        if rg is not None and rg.lower() != self.resource_group.lower():
+        if rg is not None and not self.group_exists(rg):
             raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
 
     def _subscription(self) -> dict:
@@ -184,6 +186,8 @@ class ManagedHsms:
         self.hsms: dict = {}  # name -> HsmApp (set by register)
         self._state: dict[str, dict] = {}
         self._updating_until: dict[str, float] = {}
+        # arm_hsm_extras: ``apply(name, properties)`` on PUT/PATCH, ``decorate(name, properties)`` on reads.
+        self.extensions: list = []
 
     def register(self, hsms: dict) -> None:
         """Serve these HSMs (name -> ``app.HsmApp``) and load their ARM state."""
@@ -231,7 +235,7 @@ class ManagedHsms:
     def _hsm(self, params: dict):
         self._subs.check(params["sub"], params["rg"])
         name = params["name"]
-        for known, hsm in self.hsms.items():
+        for known, hsm in self.hsms.items() if params["rg"].lower() == self._subs.resource_group.lower() else ():
             if known.lower() == name.lower():
                 return known, hsm
         raise ArmError(404, "ResourceNotFound", f"The Resource '{self.TYPE}/{name}' under resource group "
@@ -270,6 +274,8 @@ class ManagedHsms:
         sd = getattr(hsm, "sd", None)
         if sd is not None and hasattr(sd, "arm_properties"):
             properties["securityDomainProperties"] = sd.arm_properties()
+        for extension in self.extensions:
+            extension.decorate(name, properties)
         body = {"id": self.resource_id(name), "name": name, "type": self.TYPE, "location": props.region,
                 "tags": state["tags"], "sku": {"family": "B", "name": "Standard_B1"}, "properties": properties}
         if state["identity"]:
@@ -353,6 +359,7 @@ class ManagedHsms:
                 raise ArmError(400, "InvalidParameter", "networkAcls: defaultAction is Allow or Deny, bypass is "
                                                         "AzureServices or None.")
             state["network_acls"] = {**state["network_acls"], **{k: v for k, v in acls.items() if v is not None}}
+        commits = [extension.apply(name, properties) for extension in self.extensions]  # validated, not yet done
         if changes:
             try:
                 hsm.props.update(self._store, {"retention_days": hsm.props.retention_days,
@@ -360,6 +367,8 @@ class ManagedHsms:
             except ValueError as exc:
                 raise ArmError(400, "BadRequest", f"{exc}.") from None
             hsm.keys.invalidate()
+        for commit in commits:
+            commit()
         if state["identity"]:
             for rid in state["identity"]["userAssignedIdentities"]:
                 self._principal(rid)  # provisioned on assignment, as ARM does
@@ -426,6 +435,9 @@ class ResourceManager:
             (method, re.compile(pattern, re.IGNORECASE), handler)
             for method, pattern, handler in self.subscriptions.routes() + self.managed_hsms.routes()
         ]
+        from .arm_services import install  # issue F: CMK resources, HSM extras, Azure RBAC (routes first)
+
+        self.services = install(self)
 
     @property
     def base_url(self) -> str:
