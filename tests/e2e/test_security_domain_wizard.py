@@ -78,3 +78,69 @@ def test_admin_activates_an_hsm_and_a_custodian_proves_custody(page, admin, vaul
     expect(page.locator("#custody-state")).to_have_text("Proven")
     assert Custodian.objects.get(name="keeper1").last_proven is not None
     assert page.csp_errors == []
+
+
+@pytest.fixture
+def target(transactional_db, sd_settings, sd_emulator):
+    from portal.gateway.models import HsmInstance
+
+    sd_emulator.provision("target")
+    return HsmInstance.objects.create(name="target", uri=sd_emulator.endpoints["hsms"]["target"],
+                                      region="emulator")
+
+
+@pytest.mark.e2e
+def test_recovery_wizard_upload_is_approved_by_another_person(browser, live_server, page, admin,
+                                                              approver, vault, target, tmp_path,
+                                                              celery_worker):
+    import time
+
+    from dr_app import security_domain as services
+    from portal.jobs.models import Job
+    from tests.support.sd_custodian import make_custodians, restore_blob
+
+    # The saved security domain of the HSM that was lost (activated here, then "lost").
+    people = make_custodians(3, prefix="keeper")
+    job = services.security_domain_activate_start(
+        hsm=vault, quorum=2, actor=admin, request_id="r",
+        custodians=[{"name": p.name, "certificate": p.certificate.public_bytes(Encoding.PEM)}
+                    for p in people])
+    deadline = time.monotonic() + 60
+    while not Job.objects.get(pk=job.pk).is_finished:
+        assert time.monotonic() < deadline, "the activation job did not finish"
+        time.sleep(0.2)
+    saved, _name = services.security_domain_download_fetch(hsm=vault, job_id=job.pk, actor=admin,
+                                                           request_id="r")
+
+    sign_in(page, admin.username, PASSWORD)
+    page.goto(f"/hsms/{target.name}/security-domain/recover/")
+    with page.expect_download() as exchange:
+        page.get_by_role("button", name="Download exchange key (PEM)").click()
+    blob = tmp_path / "restore-blob.json"
+    blob.write_text(restore_blob(saved.decode(), exchange.value.path().read_text(), people[:2]))
+    page.get_by_label("Security domain prepared by the custodians").set_input_files(str(blob))
+    page.get_by_label("Justification").fill("Region lost: recover into target")
+    page.get_by_role("button", name="Upload for approval").click()
+    page.wait_for_url("**/approvals/*/")
+    expect(page.get_by_text("needs approval")).to_be_visible()
+    request_url = page.url
+
+    approver_context = browser.new_context(base_url=live_server.url)
+    approver_page = approver_context.new_page()
+    try:
+        sign_in(approver_page, approver.username, PASSWORD)
+        approver_page.goto(request_url)
+        approver_page.get_by_role("button", name="Approve").click()
+        expect(approver_page.get_by_text("it runs now")).to_be_visible()
+    finally:
+        approver_context.close()
+
+    deadline = time.monotonic() + 90
+    while not Job.objects.filter(kind=services.UPLOAD_KIND, status="succeeded").exists():
+        failed = Job.objects.filter(status="failed").values_list("kind", "error").first()
+        assert failed is None, failed
+        assert time.monotonic() < deadline, "the upload did not finish"
+        time.sleep(0.2)
+    page.goto(f"/hsms/{target.name}/security-domain/")
+    expect(page.locator("#sd-activation")).to_have_text("Active")
+    assert page.csp_errors == []
