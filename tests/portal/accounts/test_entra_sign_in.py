@@ -125,3 +125,38 @@ def test_the_flow_carries_pkce_state_and_nonce(client, entra_settings):
     assert query["code_challenge_method"] == "S256" and len(query["code_challenge"]) >= 43
     assert query["state"] and query["nonce"] and query["response_type"] == "code"
     assert "openid" in query["scope"].split()
+
+
+def test_a_disabled_portal_account_is_refused(client, entra_sign_in, directory_user):
+    person = directory_user("admin")
+    assert entra_sign_in(person).status_code == 302
+    client.logout()
+    user = DirectoryIdentity.objects.get(object_id=person["object_id"]).user
+    user.is_active = False
+    user.save()
+    refused = entra_sign_in(person)
+    assert refused.status_code == 403 and SESSION_KEY not in client.session
+    event = AuditEvent.objects.filter(action="auth.sign_in").order_by("-seq").first()
+    assert (event.outcome, event.detail["reason"]) == (AuditEvent.Outcome.DENIED, "account disabled")
+
+
+def test_an_error_answer_from_the_authority_is_refused_in_a_sentence(client, entra_settings):
+    state = callback_query(start(client))["state"]
+    response = client.get(f"/accounts/entra/callback/?error=access_denied&state={state}"
+                          "&error_description=AADSTS50105")
+    assert response.status_code == 403 and SESSION_KEY not in client.session
+    assert "The directory did not sign you in" in response.content.decode()
+    event = AuditEvent.objects.get(action="auth.sign_in")
+    assert event.detail["reason"] == "authority:access_denied"
+
+
+def test_an_unreachable_authority_is_a_503_sentence(client, entra_settings):
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    entra_settings.ENTRA_AUTHORITY = f"https://127.0.0.1:{port}/tenant"
+    response = client.get("/accounts/entra/start/")
+    assert response.status_code == 503
+    assert "cannot be reached; try again in a minute" in response.content.decode()
