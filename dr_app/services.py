@@ -744,7 +744,8 @@ def restore_run(*, job_id: int, token: str) -> Job | None:
         _inventory_refresh(hsm)
         return job_finish(job_id=job.pk, ok=True, result={
             "folder": p["folder"], "mode": p["mode"], "key_name": p.get("key_name", ""),
-            "gate": gate})
+            # Each check's detail is in params.gate and the log (✓ lines).
+            "readiness": f"All {len(gate)} checks passed; " + gate[-1]["detail"]})
     return _run_job(job_id, token, body)
 
 

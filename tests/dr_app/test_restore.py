@@ -52,8 +52,10 @@ def test_selective_restore_of_one_key_into_the_secondary(
                           gateway.keys(secondary_hsm).list_properties_of_key_versions(wanted)]
     assert sorted(primary_versions) == sorted(secondary_versions)
     # Every gate check passed and is recorded on the job, in order.
-    assert [c["check"] for c in job.result["gate"]][:5] == list(services.GATE_CHECKS[:5])
-    assert all(c["ok"] for c in job.result["gate"])
+    assert [c["check"] for c in job.params["gate"]][:5] == list(services.GATE_CHECKS[:5])
+    assert all(c["ok"] for c in job.params["gate"])
+    assert [c["check"] for c in job.params["gate"]] == list(services.GATE_CHECKS)
+    assert job.result["readiness"].startswith("All 6 checks passed")
     assert list(AuditEvent.objects.filter(action="restore.selective").values_list(
         "outcome", flat=True).order_by("seq")) == ["intent", "succeeded"]
 
@@ -128,7 +130,8 @@ def test_gate_takes_the_safety_backup_the_30_minute_rule_needs(
     assert safety.status == BackupRecord.Status.SUCCEEDED
     assert safety.folder in folders_in(blobs, container)
     assert any("taking a safety backup" in line["text"] for line in job.log)
-    assert job.result["gate"][-1]["detail"].startswith("safety backup taken")
+    assert job.params["gate"][-1]["detail"].startswith("safety backup taken")
+    assert "safety backup taken" in job.result["readiness"]
 
     # A second restore right after finds that recent backup and takes no other.
     with django_capture_on_commit_callbacks(execute=False):
