@@ -148,3 +148,31 @@ def test_the_sign_in_and_refusal_pages_read_well(entra_browser, live_server, por
         assert problems == [], "\n".join(problems)
     finally:
         context.close()
+
+
+@pytest.mark.e2e
+def test_samesite_strict_would_lose_the_sign_in_on_the_way_back(
+        entra_browser, live_server, emulator, portal_registration, settings):
+    """Why the session cookie is Lax: the authority (another site) sends the browser back
+    with a top-level GET, which carries a Lax cookie but not a Strict one, so under Strict
+    the callback finds no sign-in in progress."""
+    user = emulator.create_user(f"strict-{uuid.uuid4().hex[:6]}@contoso.test", password=PASSWORD,
+                                roles={portal_registration["client_id"]: ["auditor"]})
+    outcomes = {}
+    for samesite in ("Strict", "Lax"):
+        settings.SESSION_COOKIE_SAMESITE = samesite
+        context = entra_browser.new_context(base_url=live_server.url)
+        try:
+            page = context.new_page()
+            page.goto("/accounts/login/")
+            page.get_by_role("button", name="Sign in with Microsoft Entra ID").click()
+            page.get_by_label("Email or user name").fill(user["user_principal_name"])
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(f"{live_server.url}/**")
+            page.wait_for_load_state()
+            outcomes[samesite] = page.get_by_role("heading", level=1).first.inner_text()
+        finally:
+            context.close()
+    assert outcomes["Strict"] == "Sign-in refused"
+    assert outcomes["Lax"] != "Sign-in refused"
