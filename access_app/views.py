@@ -219,6 +219,8 @@ class AssignmentAdoptView(PortalPermissionMixin, View):
                 f"{form.fields[f].label}: {' '.join(e)}" if f in form.fields else " ".join(e)
                 for f, e in form.errors.items()))
             return redirect(back)
+        row = selectors.role_assignment_get(hsm=hsm, name=assignment)
+        _step_up_for(request, row.scope)
         try:
             access_request, pending = services.drift_adopt(
                 hsm=hsm, name=assignment, actor=request.user, request_id=request.id,

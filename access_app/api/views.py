@@ -170,8 +170,10 @@ class RoleAssignmentAdoptApi(HsmApi):
                                "access request: once approved it is the portal's, time-boxed.")
     def post(self, request, hsm_id, assignment):
         data = _input(AdoptInput, request)
+        hsm = self.hsm(request, hsm_id)
+        _step_up_for(request, selectors.role_assignment_get(hsm=hsm, name=assignment).scope)
         access_request, pending = services.drift_adopt(
-            hsm=self.hsm(request, hsm_id), name=assignment, actor=request.user,
+            hsm=hsm, name=assignment, actor=request.user,
             request_id=request.id, **data)
         return _granted_or_pending(access_request, pending)
 

@@ -222,3 +222,39 @@ def test_a_denied_or_expired_approval_closes_the_request(synced, admin, approver
     assert {e.request_id for e in closes} == {denied.correlation_id, lapsed.correlation_id}
     assert hsm_assignments(sdk_access, principal["object_id"]) == []
     assert services.access_requests_settle() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_approvers_make_one_assignment(hsm, admin, principal, sdk_access):
+    from portal.approvals.services import approval_decide, approval_execute
+    from portal.jobs.models import Job
+    from tests.factories import user_in_role
+
+    services.rbac_sync(hsm=hsm)
+    approvers = [user_in_role(f"approver-{n}", "approver") for n in range(20)]
+    access_request, pending = _request(hsm, admin, principal)
+    barrier = threading.Barrier(20)
+    outcomes = []
+
+    def approve(person):
+        try:
+            barrier.wait()
+            approval_decide(approval_id=pending.pk, actor=person, decision="approve")
+            outcomes.append("approved")
+        except Conflict as exc:
+            outcomes.append(exc.code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=approve, args=(p,)) for p in approvers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert outcomes.count("approved") == 1 and len(outcomes) == 20
+    jobs = list(Job.objects.filter(kind="approval.execute"))
+    assert len(jobs) == 1
+    approval_execute(job_id=jobs[0].pk)
+    assert len(hsm_assignments(sdk_access, principal["object_id"])) == 1
+    access_request.refresh_from_db()
+    assert access_request.status == "active"
