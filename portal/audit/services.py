@@ -95,11 +95,15 @@ def audit_result(intent: AuditEvent, *, ok: bool, detail: dict | None = None,
     """
     who = {"actor_id": intent.actor_id, "actor_name": intent.actor_name, "role": intent.role}
     result = outcome or (AuditEvent.Outcome.SUCCEEDED if ok else AuditEvent.Outcome.FAILED)
+    # An approved action's chain (request -> approvals -> action -> outcome) is one
+    # correlation id: the outcome carries its intent's.
+    linked = ({"correlation_id": intent.detail["correlation_id"]}
+              if isinstance(intent.detail, dict) and intent.detail.get("correlation_id") else {})
     try:
         return _append(who=who, action=intent.action, target=intent.target,
                        request_id=intent.request_id,
                        client_request_id=intent.client_request_id, outcome=result,
-                       detail={"intent_seq": intent.seq, **(detail or {})})
+                       detail={"intent_seq": intent.seq, **linked, **(detail or {})})
     except AuditUnavailable as exc:
         # Operators reconcile from this line: the intent row stands without its outcome.
         logger.error("Audit outcome %s of intent #%s (%s) was not recorded.",
