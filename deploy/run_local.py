@@ -110,7 +110,7 @@ def start_emulator(env: dict, procs: list) -> dict | None:
     state = VAR / "emulator"
     endpoints = state / "endpoints.json"
     endpoints.unlink(missing_ok=True)
-    args = [PY, "-m", "hsm_emulator", "serve", "--state-dir", str(state)]
+    args = [PY, "-m", "hsm_emulator", "serve", "--state-dir", str(state), "--demo-estate"]
     if os.environ.get("PORTAL_NO_AZURITE"):
         args.append("--no-storage")  # the emulator starts Azurite (its blob storage) otherwise
     child = Child("emulator", args, env=env)

@@ -63,6 +63,7 @@ class Options:
     blob_account_key: Optional[str] = None
     lro_retry_after: int = 1
     restore_backup_window: int = 1800
+    demo_estate: bool = False  # seed resource groups, identities, storage accounts and servers (arm_services)
     workers: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
 
 
@@ -119,6 +120,8 @@ class Emulator:
             self.hsms[name] = hsm
             self._apps[sock.getsockname()[1]] = hsm
         self.resource_manager.managed_hsms.register(self.hsms)
+        if options.demo_estate:
+            self.resource_manager.services.seed_demo_estate()
 
     def _storage_config(self, state_dir: Path) -> Optional[StorageConfig]:
         options = self.options
@@ -272,6 +275,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                      help="Retry-After of backup/restore operations (the service sends 10; default 1)")
     run.add_argument("--restore-backup-window", type=int, default=1800, metavar="SECONDS",
                      help="a full restore needs a full backup of the target this recent (default 1800)")
+    run.add_argument("--demo-estate", action="store_true",
+                     help="seed a demo estate in Resource Manager: resource groups, user-assigned identities, "
+                          "storage accounts, PostgreSQL and MySQL servers in two regions")
     args = parser.parse_args(argv)
     if not 1 <= args.lro_retry_after <= 60:
         parser.error("--lro-retry-after must be 1 to 60 seconds")
@@ -283,7 +289,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                   ephemeral=args.ephemeral, throttle=args.throttle, unactivated=tuple(args.unactivated),
                   storage="none" if args.no_storage else "azurite", blob_endpoint=args.blob_endpoint,
                   blob_account_name=args.blob_account_name, blob_account_key=args.blob_account_key,
-                  lro_retry_after=args.lro_retry_after, restore_backup_window=args.restore_backup_window))
+                  lro_retry_after=args.lro_retry_after, restore_backup_window=args.restore_backup_window,
+                  demo_estate=args.demo_estate))
     return 0
 
 

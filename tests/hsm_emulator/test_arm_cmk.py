@@ -296,3 +296,29 @@ def test_mysql_attach_and_refusals(emulator, clients, identity):
     assert updated.data_encryption.type == "AzureKeyVault"
     assert updated.data_encryption.primary_key_uri == key_uri(emulator, good, versioned=True)
     assert updated.identity.user_assigned_identities[identity.id].principal_id == identity.principal_id
+
+
+# -- the demo estate ------------------------------------------------------------------------
+
+def test_demo_estate_only_when_asked(emulator, clients, tmp_path):
+    with pytest.raises(ResourceNotFoundError):
+        clients["resources"].resource_groups.get("rg-payments-weu")
+    with EmulatorProcess(tmp_path / "estate", hsms=("primary",), ephemeral=False,
+                         extra_args=("--no-storage", "--demo-estate")) as estate:
+        storage = mgmt_client(estate, StorageManagementClient)
+        accounts = {a.name: a.location for a in storage.storage_accounts.list()}
+        assert accounts == {"stpaymentsweu01": "westeurope", "stinvoicesweu01": "westeurope",
+                            "stpaymentsneu01": "northeurope"}
+        pg = {s.name: s.location for s in mgmt_client(estate, PostgreSQLManagementClient).servers.list_by_subscription()}
+        assert pg == {"psql-payments-weu": "westeurope", "psql-payments-neu": "northeurope"}
+        mysql = {s.name for s in mgmt_client(estate, MySQLManagementClient).servers.list()}
+        assert mysql == {"mysql-ledger-weu", "mysql-ledger-neu"}
+        identities = list(mgmt_client(estate, ManagedServiceIdentityClient).user_assigned_identities
+                          .list_by_resource_group("rg-identities"))
+        assert {i.name for i in identities} == {"id-payments-cmk", "id-ledger-cmk"}
+        assert all(i.principal_id for i in identities)
+        storage.storage_accounts.delete("rg-payments-weu", "stinvoicesweu01")
+    with EmulatorProcess(tmp_path / "estate", hsms=("primary",), ephemeral=False,
+                         extra_args=("--no-storage", "--demo-estate")) as again:  # seeded once, kept across restarts
+        storage = mgmt_client(again, StorageManagementClient)
+        assert {a.name for a in storage.storage_accounts.list()} == {"stpaymentsweu01", "stpaymentsneu01"}
