@@ -195,6 +195,11 @@ class DrillListView(PortalPermissionMixin, View):
         return self.page(request, DrillForm(hsms=hsm_list()))
 
     def post(self, request):
+        from portal.accounts.stepup import ensure_recent_sign_in
+
+        # A drill replaces the secondary's keys: as a full restore, it needs a recent sign-in.
+        ensure_recent_sign_in(request, operation="restore.full",
+                              next_url=reverse("dr:drill-list"))
         form = DrillForm(request.POST, hsms=hsm_list())
         if not form.is_valid():
             return self.page(request, form, status=400)

@@ -193,6 +193,7 @@ class DrillListApi(APIView):
                                "secondary, compare keys, versions and role assignments, "
                                "report RTO and RPO. The secondary's keys are replaced.")
     def post(self, request):
+        ensure_recent_sign_in(request, operation="restore.full")  # the secondary is replaced
         data = _input(DrillStartInput, request)
         primary = hsm_get_for_user(user=request.user, hsm_id=data["primary"])
         secondary = hsm_get_for_user(user=request.user, hsm_id=data["secondary"])

@@ -137,3 +137,17 @@ def test_dashboard_tiles_show_stuck_jobs_and_hsms_without_a_backup(client, admin
     assert '<span class="tile-value">1</span>' in tile
     tile = page.split('id="tile-dr-no-backup"')[1].split("</a>")[0]
     assert '<span class="tile-value">1</span>' in tile  # the secondary has none
+
+
+def test_a_drill_from_the_page_needs_a_recent_sign_in(client, admin, hsm, secondary_hsm):
+    from portal.accounts import middleware
+    from portal.accounts.middleware import SIGNED_IN_AT
+
+    client.force_login(admin)
+    session = client.session
+    session[SIGNED_IN_AT] = middleware.clock() - 3600
+    session.save()
+    response = client.post("/dr-drills/", {"primary": "primary", "secondary": "secondary",
+                                           "confirm_name": "secondary", "auth_mode": "sas"})
+    assert response.status_code == 302 and "reauthenticate" in response["Location"]
+    assert not Job.objects.filter(kind="dr.drill").exists()
