@@ -90,13 +90,32 @@ def test_a_token_signed_by_another_key_is_refused(entra_settings, emulator, bot,
 
 def test_an_hs256_token_keyed_with_the_public_key_is_refused(entra_settings, emulator, bot,
                                                              portal_app):
-    """The algorithm-confusion forgery: only RS256 passes."""
+    """The algorithm-confusion forgery (HMAC keyed with the authority's public key, which
+    anyone can fetch): only RS256 passes."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    from portal.accounts import entra
+
     genuine = _token(emulator, bot, portal_app)
-    token = jwt.api_jws.PyJWS(algorithms=["HS256"]).encode(
-        jwt.api_jwt.PyJWT()._encode_payload(jwt.decode(genuine, options={"verify_signature": False})),
-        b"public-key-bytes", algorithm="HS256",
-        headers={"kid": jwt.get_unverified_header(genuine)["kid"]})
-    assert _call(token).status_code == 401
+    public = entra.jwk_client().get_signing_key_from_jwt(genuine).key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = {"alg": "HS256", "typ": "JWT", "kid": jwt.get_unverified_header(genuine)["kid"]}
+    claims = jwt.decode(genuine, options={"verify_signature": False})
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+    signature = hmac.new(public, signing_input.encode(), hashlib.sha256).digest()
+    response = _call(f"{signing_input}.{b64(signature)}")
+    assert response.status_code == 401
+    assert "(algorithm)" in response.json()["error"]["message"]
+    assert not DirectoryIdentity.objects.filter(object_id=bot["object_id"]).exists()
 
 
 def test_bearer_tokens_are_refused_when_entra_is_not_configured(db, settings, emulator, bot,
