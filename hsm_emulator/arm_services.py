@@ -44,6 +44,7 @@ Error codes: Storage ``KeyVaultPolicyError``, ``KeyVaultAuthenticationFailure``,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import copy
 import datetime
@@ -208,6 +209,8 @@ class CmkServices:
         self.servers = {PG_TYPE: Collection(store, "pg_flexible_server"),
                         MYSQL_TYPE: Collection(store, "mysql_flexible_server")}
         self.subs.group_exists = self.group_exists
+        # Writes are read-check-write across awaits (the CMK check calls the HSM): one at a time.
+        self._writes = asyncio.Lock()
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -247,7 +250,14 @@ class CmkServices:
                 ("PATCH", group + path + r"/(?P<name>[^/]+)/?$", self._server_handler(rtype, "patch")),
                 ("DELETE", group + path + r"/(?P<name>[^/]+)/?$", self._server_handler(rtype, "delete")),
             ]
-        return routes
+        return [(method, pattern, handler if method == "GET" else self._serialized(handler))
+                for method, pattern, handler in routes]
+
+    def _serialized(self, handler: Callable) -> Callable:
+        async def run(request: Request, params: dict) -> Response:
+            async with self._writes:
+                return await handler(request, params)
+        return run
 
     def _rid(self, group: str, rtype: str, name: str) -> str:
         return f"/subscriptions/{self.subs.subscription_id}/resourceGroups/{group}/providers/{rtype}/{name}"
