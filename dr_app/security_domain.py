@@ -480,11 +480,20 @@ def _blob_text(blob: bytes) -> str:
 
 
 def security_domain_upload_request(*, hsm: HsmInstance, blob: bytes, actor, request_id: str,
-                                   justification: str = "", ticket: str = ""):
+                                   justification: str = "", ticket: str = "",
+                                   source_hsm: str = ""):
     """Accept the custodians' prepared security domain for this HSM's recovery: keep it
     encrypted in the stash, then ask for approval bound to its SHA-256 (or, once approved,
-    queue the upload job). Returns an ApprovalRequest (pending) or the upload Job."""
+    queue the upload job). Returns an ApprovalRequest (pending) or the upload Job.
+
+    `source_hsm` (optional) names the registered HSM the security domain was saved from:
+    after the restore, its custodians and quorum are copied to this HSM's custody ledger."""
     text = _blob_text(blob)
+    source_hsm = (source_hsm or "").strip()
+    if source_hsm and (source_hsm == hsm.name
+                       or not HsmInstance.objects.filter(name=source_hsm).exists()):
+        raise BadInput("The source HSM must be another registered HSM.",
+                       fields={"source_hsm": ["Not another registered HSM."]})
     state = state_for(hsm)
     if not state.exchange_key_sha256:
         raise Conflict("Start the recovery first: download this HSM's exchange key "
@@ -502,12 +511,14 @@ def security_domain_upload_request(*, hsm: HsmInstance, blob: bytes, actor, requ
     return security_domain_upload(
         actor=actor, hsm=hsm.name, file_id=str(row.pk), blob_sha256=row.sha256, size=row.size,
         exchange_key_sha256=state.exchange_key_sha256, request_id=request_id,
-        justification=justification, ticket=ticket)
+        justification=justification, ticket=ticket,
+        **({"source_hsm": source_hsm} if source_hsm else {}))
 
 
 def security_domain_upload(*, actor, hsm: str, file_id: str, blob_sha256: str, size: int,
                            exchange_key_sha256: str, request_id: str = "", approval=None,
-                           justification: str = "", ticket: str = "", **_ignored):
+                           justification: str = "", ticket: str = "", source_hsm: str = "",
+                           **_ignored):
     """Upload a prepared security domain to an HSM (the approvable operation
     `security_domain.upload`; the payload names the stashed file and binds its SHA-256).
 
@@ -519,7 +530,8 @@ def security_domain_upload(*, actor, hsm: str, file_id: str, blob_sha256: str, s
     if instance is None:
         raise NotFound(f"HSM {hsm} is not registered.")
     payload = {"hsm": hsm, "file_id": file_id, "blob_sha256": blob_sha256, "size": size,
-               "exchange_key_sha256": exchange_key_sha256}
+               "exchange_key_sha256": exchange_key_sha256,
+               **({"source_hsm": source_hsm} if source_hsm else {})}
     pending = approval_require(operation=UPLOAD_OPERATION, actor=actor, payload=payload,
                                target=sd_target(instance), request_id=request_id,
                                approval=approval, justification=justification, ticket=ticket,
@@ -545,7 +557,8 @@ def security_domain_upload(*, actor, hsm: str, file_id: str, blob_sha256: str, s
                            code="exchange_key_changed")
         job = job_create(kind=UPLOAD_KIND, actor=actor, hsm=instance,
                          params={"file_id": file_id, "blob_sha256": blob_sha256,
-                                 "approval": getattr(approval, "pk", None)})
+                                 "approval": getattr(approval, "pk", None),
+                                 "source_hsm": source_hsm})
         row.job = job
         row.save(update_fields=["job"])
         audit_record(actor=actor, action="security_domain.upload", target=sd_target(instance),
@@ -606,8 +619,45 @@ def security_domain_upload_run(*, job_id: int) -> Job:
         state.exchange_key_sha256 = ""
         state.save(update_fields=["activation", "activation_detail", "recovered", "checked",
                                   "exchange_key_sha256"])
-    return job_finish(job_id=job_id, ok=True, result={
-        "activation": "Active", "security_domain_sha256": job.params.get("blob_sha256")})
+        copied = _custody_copy(source_name=job.params.get("source_hsm") or "", target=hsm,
+                               state=state, job=job)
+    result = {"activation": "Active", "security_domain_sha256": job.params.get("blob_sha256")}
+    if copied is not None:
+        result["custody"] = (f"{copied} custodian{'s' if copied != 1 else ''} and the quorum "
+                             f"copied from {job.params['source_hsm']}")
+    return job_finish(job_id=job_id, ok=True, result=result)
+
+
+def _custody_copy(*, source_name: str, target: HsmInstance, state: SecurityDomainState,
+                  job: Job) -> int | None:
+    """After a recovery from `source_name`'s security domain, the same custodians hold its
+    keys: copy them (with when each last proved custody) and the quorum to the target's
+    ledger, retiring the target's previous custodians. Audited. None when no source."""
+    source = HsmInstance.objects.filter(name=source_name).first() if source_name else None
+    if source is None:
+        return None
+    source_state = SecurityDomainState.objects.filter(hsm=source).first()
+    Custodian.objects.filter(hsm=target).exclude(status=Custodian.Status.RETIRED).update(
+        status=Custodian.Status.RETIRED)
+    copied = 0
+    for custodian in Custodian.objects.filter(hsm=source, status=Custodian.Status.ACTIVE):
+        Custodian.objects.create(
+            hsm=target, name=custodian.name, email=custodian.email,
+            certificate_pem=custodian.certificate_pem,
+            fingerprint_sha256=custodian.fingerprint_sha256, subject=custodian.subject,
+            not_after=custodian.not_after, key_bits=custodian.key_bits,
+            status=Custodian.Status.ACTIVE, added_by_name=job.actor_name,
+            last_proven=custodian.last_proven,
+            last_proven_by_name=custodian.last_proven_by_name)
+        copied += 1
+    if source_state is not None and source_state.quorum:
+        state.quorum = source_state.quorum
+        state.save(update_fields=["quorum"])
+    audit_record(actor=None, action="custody.copy", target=sd_target(target),
+                 outcome=AuditEvent.Outcome.RECORDED,
+                 detail={"from": source.name, "custodians": copied, "quorum": state.quorum,
+                         "job": job.pk})
+    return copied
 
 
 # -- housekeeping --------------------------------------------------------------------------

@@ -10,7 +10,8 @@ def describe_upload(payload: dict) -> dict:
                        ("Security domain file SHA-256", payload.get("blob_sha256", "")),
                        ("Size (bytes)", payload.get("size", "")),
                        ("Prepared for exchange key (SHA-256)",
-                        payload.get("exchange_key_sha256", ""))],
+                        payload.get("exchange_key_sha256", "")),
+                       ("Saved from HSM", payload.get("source_hsm") or "not given")],
             "context": [("Effect", "The HSM takes the uploaded security domain: it then holds "
                                    "the keys of the HSM the domain came from.")]}
 

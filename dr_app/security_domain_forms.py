@@ -56,6 +56,17 @@ class UploadForm(forms.Form):
                                     widget=forms.Textarea(attrs={"rows": 2}),
                                     help_text="Why: the approvers read this.")
     ticket = forms.CharField(max_length=100, required=False, label="Change ticket")
+    source_hsm = forms.ChoiceField(
+        required=False, label="Saved from HSM (optional)",
+        help_text="Its custodians and quorum are copied to this HSM's custody ledger once the "
+                  "restore succeeds.")
+
+    def __init__(self, *args, hsm=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        from portal.gateway.selectors import hsm_list
+
+        self.fields["source_hsm"].choices = [("", "Not registered here / unknown")] + [
+            (other.name, other.name) for other in hsm_list() if hsm is None or other.pk != hsm.pk]
 
 
 class CustodianAddForm(forms.Form):

@@ -206,7 +206,7 @@ class SdRecoverView(SdMixin, View):
 
     def get(self, request, hsm_id, form=None, status=200):
         return self.page("dr_app/sd_recover.html", {
-            "state": sd_state_get(hsm=self.hsm), "form": form or UploadForm(),
+            "state": sd_state_get(hsm=self.hsm), "form": form or UploadForm(hsm=self.hsm),
             "jobs": [job for job in sd_jobs(hsm=self.hsm)
                      if job.kind == services.UPLOAD_KIND]}, status=status)
 
@@ -236,7 +236,7 @@ class SdUploadView(SdMixin, View):
     def post(self, request, hsm_id):
         # Outside the try: a stale sign-in goes to re-authenticate, not to a flash message.
         ensure_recent_sign_in(request, operation=services.UPLOAD_OPERATION)
-        form = UploadForm(request.POST, request.FILES)
+        form = UploadForm(request.POST, request.FILES, hsm=self.hsm)
         if not form.is_valid():
             messages.error(request, "Nothing was uploaded: choose the prepared file.")
             return SdRecoverView.get(self, request, hsm_id, form=form, status=400)
@@ -245,7 +245,7 @@ class SdUploadView(SdMixin, View):
             result = services.security_domain_upload_request(
                 hsm=self.hsm, blob=blob, actor=request.user, request_id=request.id,
                 justification=form.cleaned_data["justification"],
-                ticket=form.cleaned_data["ticket"])
+                ticket=form.cleaned_data["ticket"], source_hsm=form.cleaned_data["source_hsm"])
         except PortalError as exc:
             messages.error(request, exc.message)
             return SdRecoverView.get(self, request, hsm_id, form=form, status=exc.status)

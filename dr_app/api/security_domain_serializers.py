@@ -24,6 +24,11 @@ class UploadInput(serializers.Serializer):
     justification = serializers.CharField(required=False, allow_blank=True, max_length=1000,
                                           default="")
     ticket = serializers.CharField(required=False, allow_blank=True, max_length=100, default="")
+    source_hsm = serializers.CharField(required=False, allow_blank=True, max_length=24,
+                                       default="",
+                                       help_text="The registered HSM the security domain was "
+                                                 "saved from: its custodians and quorum are "
+                                                 "copied once the restore succeeds.")
 
     def validate(self, attrs):
         if bool(attrs.get("value")) == bool(attrs.get("file")):

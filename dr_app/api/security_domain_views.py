@@ -123,7 +123,8 @@ class SecurityDomainUploadApi(SdApi):
         blob = data["file"].read() if data.get("file") else data["value"].encode()
         result = services.security_domain_upload_request(
             hsm=hsm, blob=blob, actor=request.user, request_id=request.id,
-            justification=data["justification"], ticket=data["ticket"])
+            justification=data["justification"], ticket=data["ticket"],
+            source_hsm=data["source_hsm"])
         if getattr(result, "kind", None) == services.UPLOAD_KIND:
             return Response(JobOutput(result).data, status=status.HTTP_202_ACCEPTED)
         from portal.approvals.responses import api_pending

@@ -178,7 +178,8 @@ def test_recovery_moves_the_security_domain_to_a_fresh_hsm(
     # 3. Upload: it waits for approval, bound to the blob's SHA-256.
     with django_capture_on_commit_callbacks(execute=False):
         pending = client.post(f"/api/v1/hsms/{target.name}/security-domain/upload/",
-                              {"value": blob, "justification": "DR test"},
+                              {"value": blob, "justification": "DR test",
+                               "source_hsm": source.name},
                               content_type="application/json")
     assert pending.status_code == 202, pending.content
     request = pending.json()["approval_request"]
@@ -204,7 +205,14 @@ def test_recovery_moves_the_security_domain_to_a_fresh_hsm(
     stashed.refresh_from_db()
     assert stashed.consumed is not None
     assert not list(sd_settings_folder(client).glob("*.enc"))
+    # The same custodians hold the recovered HSM's keys: the ledger says so.
+    assert approval.payload["source_hsm"] == source.name
+    assert sorted(Custodian.objects.filter(hsm=target, status="active").values_list(
+        "fingerprint_sha256", flat=True)) == sorted(Custodian.objects.filter(
+            hsm=source, status="active").values_list("fingerprint_sha256", flat=True))
+    assert SecurityDomainState.objects.get(hsm=target).quorum == 2
     actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert "custody.copy" in actions
     assert {"security_domain.activate", "security_domain.download",
             "security_domain.init_recovery", "security_domain.upload_received",
             "approval.request", "security_domain.upload"} <= actions

@@ -47,6 +47,9 @@ def test_upload_waits_for_approval_bound_to_the_files_sha256(admin, recovering,
     assert pending.payload == {"hsm": "phoenix", "file_id": str(row.pk),
                                "blob_sha256": row.sha256, "size": len(BLOB),
                                "exchange_key_sha256": "ab" * 32}
+    with pytest.raises(PortalError, match="another registered HSM"):
+        services.security_domain_upload_request(hsm=recovering, blob=BLOB, actor=admin,
+                                                request_id="r", source_hsm="phoenix")
     assert not Job.objects.filter(kind=services.UPLOAD_KIND).exists()
     # The approver sees what they approve, the file by its digest.
     shown = dict(describe_upload(pending.payload)["change"])

@@ -120,6 +120,7 @@ def test_recovery_wizard_upload_is_approved_by_another_person(browser, live_serv
     blob.write_text(restore_blob(saved.decode(), exchange.value.path().read_text(), people[:2]))
     page.get_by_label("Security domain prepared by the custodians").set_input_files(str(blob))
     page.get_by_label("Justification").fill("Region lost: recover into target")
+    page.get_by_label("Saved from HSM (optional)").select_option(vault.name)
     page.get_by_role("button", name="Upload for approval").click()
     page.wait_for_url("**/approvals/*/")
     expect(page.get_by_text("needs approval")).to_be_visible()
@@ -143,4 +144,8 @@ def test_recovery_wizard_upload_is_approved_by_another_person(browser, live_serv
         time.sleep(0.2)
     page.goto(f"/hsms/{target.name}/security-domain/")
     expect(page.locator("#sd-activation")).to_have_text("Active")
+    # The custodians of the saved domain are now this HSM's custodians, with its quorum.
+    expect(page.locator("#sd-quorum")).to_have_text("2 custodians")
+    for person in people:
+        expect(page.locator("#table-sd-custodians")).to_contain_text(person.name)
     assert page.csp_errors == []
