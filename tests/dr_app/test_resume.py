@@ -109,3 +109,60 @@ def test_worker_killed_while_polling_is_resumed_by_another_with_one_backup(
         _stop(first)
         if second is not None:
             _stop(second)
+
+
+@pytest.mark.timeout(300)
+def test_worker_killed_while_polling_a_restore_is_resumed_with_one_restore(
+        transactional_db, hsm, secondary_hsm, admin, container, emulator, settings, tmp_path):
+    from portal import gateway
+    from portal.celery import app
+    from portal.gateway.emulator_config import emulator_environment
+    from tests.dr_app.conftest import run_job
+    from dr_app import tasks
+
+    settings.DR_JOB_LEASE_SECONDS = 3
+    env = {**os.environ, **emulator_environment(emulator.endpoints),
+           "DJANGO_SETTINGS_MODULE": "portal.settings.test",
+           "TEST_DATABASE_URL": _database_url(),
+           "TEST_CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+           "PORTAL_VAR_DIR": str(tmp_path), "AZURE_RETRY_TOTAL": "0",
+           "DR_JOB_LEASE_SECONDS": "3"}
+    env.pop("DATABASE_OWNER_URL", None)
+    app.control.purge()
+    name = f"resume-{uuid.uuid4().hex[:8]}"
+    gateway.keys(hsm).create_rsa_key(name, size=2048)
+    backup = services.backup_start(hsm=hsm, actor=admin, request_id="r", container=container)
+    run_job(tasks.backup_run, backup.pk)  # here, before any fault: the folder to restore
+    folder = Job.objects.get(pk=backup.pk).result["folder"]
+
+    def restores() -> list[dict]:
+        return [j for j in emulator.backup_state("secondary")["jobs"] if j["kind"] == "selective"]
+    before = len(restores())
+    emulator.hold_backup_jobs(20000, hsm="secondary")
+    emulator.fail("GET", "/restore/*/pending", status=None, latency_ms=1500, hsm="secondary")
+    first = _worker(tmp_path, "first", env)
+    second = None
+    try:
+        job = services.restore_start(hsm_id="secondary", folder=folder, container=container,
+                                     key_name=name, actor=admin, request_id="r-kill")
+        wait_for(lambda: (j := Job.objects.get(pk=job.pk)).step.startswith("Restore of key")
+                 and "the HSM reports" in j.step, timeout=150,
+                 what="the first worker to poll the restore")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        second = _worker(tmp_path, "second", env)
+        wait_for(lambda: services.jobs_resume_stale() == [job.pk], timeout=30,
+                 what="the takeover")
+        done = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).is_finished and j,
+                        timeout=180, what="the second worker to finish the restore")
+
+        assert done.status == Job.Status.SUCCEEDED, done.error
+        assert len(restores()) == before + 1  # one selective restore, resumed not repeated
+        assert name in {k.name for k in gateway.keys(secondary_hsm).list_properties_of_keys()}
+        assert any("resuming the HSM's operation" in line["text"] for line in done.log)
+    finally:
+        emulator.hold_backup_jobs(0, hsm="secondary")
+        emulator.clear_faults()
+        _stop(first)
+        if second is not None:
+            _stop(second)
