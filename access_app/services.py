@@ -109,13 +109,20 @@ def rbac_sync(*, hsm: HsmInstance, actor=None, request_id: str = "") -> dict:
     requests = {r.assignment_name.lower(): r for r in AccessRequest.objects.filter(
         hsm=hsm, assignment_name__in=[a["name"] for a in assignments])}
     drift_new = 0
+    known = {row.name.lower(): row for row in RoleAssignmentRecord.objects.filter(hsm=hsm)}
+    # Seen now: one statement for every known row; a row whose fields changed is rewritten.
+    RoleAssignmentRecord.objects.filter(
+        pk__in=[known[k].pk for k in by_name if k in known]).update(last_seen_at=started)
     for key, item in by_name.items():
         role_name = role_names.get(item["role_definition_id"].lower(), "")
         request = requests.get(key)
-        updated = RoleAssignmentRecord.objects.filter(hsm=hsm, name__iexact=item["name"]).update(
-            last_seen_at=started, removed_at=None, role_name=role_name, scope=item["scope"],
-            principal_id=item["principal_id"], role_definition_id=item["role_definition_id"])
-        if updated:
+        row = known.get(key)
+        if row is not None:
+            fields = {"removed_at": None, "role_name": role_name, "scope": item["scope"],
+                      "principal_id": item["principal_id"],
+                      "role_definition_id": item["role_definition_id"]}
+            if any(getattr(row, name) != value for name, value in fields.items()):
+                RoleAssignmentRecord.objects.filter(pk=row.pk).update(**fields)
             continue
         origin = RoleAssignmentRecord.Origin.PORTAL if request else RoleAssignmentRecord.Origin.DRIFT
         try:

@@ -258,3 +258,22 @@ def test_twenty_concurrent_approvers_make_one_assignment(hsm, admin, principal, 
     assert len(hsm_assignments(sdk_access, principal["object_id"])) == 1
     access_request.refresh_from_db()
     assert access_request.status == "active"
+
+
+def test_a_manual_revocation_of_a_grant_keeps_its_correlation_id(synced, admin, approver,
+                                                                 approver2, principal,
+                                                                 sdk_access):
+    access_request, pending = _request(synced, admin, principal)
+    approve_and_run(pending, approver)
+    revoke = services.role_assignment_revoke_request(hsm=synced, name=access_request.assignment_name,
+                                                     actor=admin, request_id="rv-http")
+    assert isinstance(revoke, ApprovalRequest) and revoke.operation == "role_assignment.delete"
+    approve_and_run(revoke, approver2)
+    assert hsm_assignments(sdk_access, principal["object_id"]) == []
+    access_request.refresh_from_db()
+    assert access_request.status == "revoked"
+    deletes = AuditEvent.objects.filter(action="role_assignment.delete").order_by("seq")
+    assert [(e.outcome, e.request_id) for e in deletes] == [
+        ("intent", access_request.correlation_id), ("succeeded", access_request.correlation_id)]
+    asked = AuditEvent.objects.get(action="approval.request", detail__approval_id=revoke.pk)
+    assert asked.request_id == access_request.correlation_id
