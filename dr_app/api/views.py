@@ -1,5 +1,5 @@
 """Backups, restores, schedules and DR drills over the API: the same services as the pages."""
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.pagination import CursorPagination, PageNumberPagination
 from rest_framework.response import Response
@@ -10,6 +10,7 @@ from dr_app.api.serializers import (BackupOutput, BackupStartInput, CheckOutput,
                                     DrillStartInput, RestoreCheckInput, RestoreStartInput,
                                     ScheduleInput, ScheduleOutput)
 from portal.accounts.stepup import ensure_recent_sign_in
+from portal.approvals.api.serializers import ApprovalPendingOutput
 from portal.errors import NotFound
 from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
@@ -29,6 +30,12 @@ def job_or_pending(result) -> Response:
     from portal.approvals.responses import api_pending
 
     return api_pending(result)
+
+
+# A selective restore answers with its job; a full restore with the approval it waits for.
+RESTORE_ACCEPTED = PolymorphicProxySerializer(
+    component_name="RestoreAccepted", serializers=[JobOutput, ApprovalPendingOutput],
+    resource_type_field_name=None)
 
 
 class CatalogPage(PageNumberPagination):
@@ -93,7 +100,7 @@ class PreBackupCheckApi(HsmApi):
 class RestoreStartApi(HsmApi):
     required_permission = "dr_app.restore_backup"
 
-    @extend_schema(request=RestoreStartInput, responses={202: JobOutput},
+    @extend_schema(request=RestoreStartInput, responses={202: RESTORE_ACCEPTED},
                    description="Restore into this HSM from a backup folder: one key "
                                "(`key_name`) or the whole HSM. A full restore needs a recent "
                                "sign-in and an approval (202 with `approval_request` until "
