@@ -60,6 +60,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from .arm import ArmError, _json, _NOT_FOUND_HINT
+from .routing import scopes_for_key
 from .tokens import HSM_RESOURCE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -256,7 +257,11 @@ class CmkServices:
     def _serialized(self, handler: Callable) -> Callable:
         async def run(request: Request, params: dict) -> Response:
             async with self._writes:
-                return await handler(request, params)
+                try:
+                    return await handler(request, params)
+                except (AttributeError, TypeError, KeyError) as exc:  # a member of the wrong JSON type
+                    raise ArmError(400, "InvalidRequestContent", "The request content was invalid and could not be "
+                                                                 f"deserialized: {exc.__class__.__name__}.") from None
         return run
 
     def _rid(self, group: str, rtype: str, name: str) -> str:
@@ -765,11 +770,32 @@ class CmkServices:
         out["_kid"] = checked["kid"]
         return out
 
+    def key_usable(self, identity_rid: str, key_uri: str) -> bool:
+        """Whether the identity can still use the key now: it exists, is enabled, and RBAC lets it unwrap."""
+        parts = urlsplit(key_uri)
+        segments = [s for s in parts.path.split("/") if s]
+        hsm = self._hsm_for(f"{parts.scheme}://{parts.netloc}/")
+        if hsm is None or len(segments) not in (2, 3):
+            return False
+        entry = hsm.keys.live.get(segments[1].lower())
+        version = entry and (entry.versions.get(segments[2]) if len(segments) == 3 else entry.latest)
+        if not version or not version.enabled:
+            return False
+        principal = self.identity_principal(identity_rid)
+        return hsm.rbac.allowed(principal.object_id, "keys/unwrap/action", scopes_for_key(segments[1]))
+
     def _server_view(self, doc: dict) -> dict:
         self.ops.settle()
         out = copy.deepcopy(doc)
         out["identity"] = self._identity_view(doc.get("identity"))
-        out["properties"]["dataEncryption"].pop("_kid", None)
+        encryption = out["properties"]["dataEncryption"]
+        encryption.pop("_kid", None)
+        if encryption.get("type") == "AzureKeyVault":  # the service notices a key it can no longer use
+            usable = self.key_usable(encryption["primaryUserAssignedIdentityId"], encryption["primaryKeyURI"])
+            if doc["type"] == PG_TYPE:  # MySQL shows neither
+                encryption["primaryEncryptionKeyStatus"] = "Valid" if usable else "Invalid"
+                if not usable and out["properties"]["state"] == "Ready":
+                    out["properties"]["state"] = "Inaccessible"
         return out
 
     def _server_of(self, rtype: str, params: dict) -> dict:

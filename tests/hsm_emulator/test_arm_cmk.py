@@ -7,8 +7,10 @@ PostgreSQL / MySQL flexible servers. Attaching an HSM key succeeds once the iden
 service's error and leaves the resource as it was.
 """
 
+import ssl
 import uuid
 
+import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.administration import KeyVaultAccessControlClient
@@ -296,6 +298,68 @@ def test_mysql_attach_and_refusals(emulator, clients, identity):
     assert updated.data_encryption.type == "AzureKeyVault"
     assert updated.data_encryption.primary_key_uri == key_uri(emulator, good, versioned=True)
     assert updated.identity.user_assigned_identities[identity.id].principal_id == identity.principal_id
+
+
+
+SERVER_REFUSALS = [  # (case, PostgreSQL / MySQL code)
+    ("missing role", "AzureKeyVaultMissingPermissions"),
+    ("no purge protection", "SecurityInvalidAzureKeyVaultRecoveryLevel"),
+    ("disabled key", "AzureKeyVaultKeyDisabled"),
+    ("wrong key ops", "AzureKeyVaultKeyOperationsNotPermitted"),
+    ("missing key", "AzureKeyVaultKeyNotFound"),
+]
+
+
+def refused_key(emulator, clients, identity, case):
+    """A key URI that fails ``case`` for this identity (the other prerequisites met)."""
+    hsm = "nopp" if case == "no purge protection" else "cmk"
+    key = rsa_key(clients, hsm=hsm, **({"key_operations": ["sign", "verify"]} if case == "wrong key ops" else {}))
+    if case != "missing role":
+        grant(clients, identity, key, hsm=hsm)
+    if case == "disabled key":
+        clients["keys"][hsm].update_key_properties(key.name, enabled=False)
+    if case == "missing key":
+        clients["keys"][hsm].begin_delete_key(key.name).wait()
+    return key_uri(emulator, key, hsm=hsm)
+
+
+@pytest.mark.parametrize("kind", ["pg", "mysql"])
+@pytest.mark.parametrize("case,code", SERVER_REFUSALS)
+def test_every_server_refusal_leaves_the_server_unchanged(emulator, clients, identity, kind, case, code):
+    server = pg_server(clients, identity) if kind == "pg" else mysql_server(clients, identity)
+    uri = refused_key(emulator, clients, identity, case)
+    with pytest.raises(HttpResponseError) as refused:
+        if kind == "pg":
+            pg_cmk(emulator, clients, server, identity, uri)
+        else:
+            mysql_cmk(clients, server, identity, uri)
+    assert refused.value.status_code == 400 and refused.value.error.code == code
+    after = clients[kind].servers.get("rg-apps", server.name)
+    assert after.data_encryption.type == "SystemManaged" and after.data_encryption.primary_key_uri is None
+
+
+def test_a_postgresql_server_shows_a_key_it_can_no_longer_use(emulator, clients, identity):
+    server = pg_server(clients, identity)
+    key = rsa_key(clients)
+    grant(clients, identity, key)
+    attached = pg_cmk(emulator, clients, server, identity, key_uri(emulator, key))
+    assert attached.data_encryption.primary_encryption_key_status == "Valid"
+    clients["keys"]["cmk"].update_key_properties(key.name, enabled=False)
+    got = clients["pg"].servers.get("rg-apps", server.name)
+    assert got.data_encryption.primary_encryption_key_status == "Invalid" and got.state == "Inaccessible"
+    clients["keys"]["cmk"].update_key_properties(key.name, enabled=True)
+    assert clients["pg"].servers.get("rg-apps", server.name).data_encryption.primary_encryption_key_status == "Valid"
+
+
+def test_malformed_encryption_is_a_bad_request_not_a_dropped_connection(emulator, clients, identity):
+    account = storage_account(clients, identity)
+    token = emulator.credential().get_token(*ARM_SCOPES).token
+    response = httpx.patch(f"{emulator.endpoints['arm']}{account.id}", params={"api-version": "2025-06-01"},
+                           json={"properties": {"encryption": {"keySource": "Microsoft.Keyvault", "keyvaultproperties": "x"}}},
+                           headers={"Authorization": f"Bearer {token}"},
+                           verify=ssl.create_default_context(cafile=emulator.ca_bundle))
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "InvalidRequestContent"
 
 
 # -- the demo estate ------------------------------------------------------------------------
