@@ -29,7 +29,8 @@ class DrAppConfig(AppConfig):
                                "2 hours")
         # A full restore replaces every key of the HSM: maker-checker once approvals exist.
         registry.register("restore.full", services.restore_start,
-                          label="Restore a whole HSM from a backup")
+                          label="Restore a whole HSM from a backup",
+                          describe=selectors.restore_describe)
         dangerous_action_register("restore.full", "restore.selective", "backup.delete")
         from portal.dashboard import dashboard_register
 

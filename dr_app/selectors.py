@@ -83,3 +83,32 @@ def dashboard_figures(*, now) -> dict:
         finished__gte=since, hsm__isnull=False).values("hsm")
     return {"attention": jobs_needing_attention_count(), "hours": settings.DR_JOB_STUCK_HOURS,
             "without_backup": HsmInstance.objects.exclude(pk__in=backed_up).count()}
+
+
+def restore_describe(payload: dict) -> dict:
+    """What an approver of a full restore sees: the target, the backup, what is replaced."""
+    hsm, folder = payload.get("hsm_id", ""), payload.get("folder", "")
+    container = payload.get("container", "")
+    record = BackupRecord.objects.filter(container=container, folder=folder).first()
+    change = [("Action", "Full restore: every key, version and role assignment of the HSM "
+                         "is replaced by the backup's"),
+              ("Target HSM", hsm), ("Backup folder", folder), ("Container", container),
+              ("Storage access", payload.get("auth_mode", ""))]
+    if record is None:
+        context = [("In the catalog", "Not found (read the storage container to add it)")]
+    else:
+        context = [("Backup of", record.source_hsm_name),
+                   ("Backup taken", f"{record.started:%Y-%m-%d %H:%M} UTC"
+                    if record.started else "Unknown"),
+                   ("Keys in the backup", record.key_count if record.key_count is not None
+                    else "Unknown"),
+                   ("Status", record.get_status_display())]
+    try:
+        from keys_app.models import KeyRecord
+
+        context.append(("Keys on the target now (inventory)",
+                        KeyRecord.objects.filter(hsm__name=hsm, state="active").count()))
+    except ImportError:
+        pass
+    return {"title": f"Full restore of {hsm} from {folder}", "change": change,
+            "context": context}

@@ -151,3 +151,18 @@ def test_a_drill_from_the_page_needs_a_recent_sign_in(client, admin, hsm, second
                                            "confirm_name": "secondary", "auth_mode": "sas"})
     assert response.status_code == 302 and "reauthenticate" in response["Location"]
     assert not Job.objects.filter(kind="dr.drill").exists()
+
+
+def test_the_approver_sees_the_full_restore_in_context(hsm, admin):
+    from dr_app.models import BackupRecord
+    from portal.approvals.registry import operation
+
+    BackupRecord.objects.create(hsm=hsm, source_hsm_name="primary", container="c",
+                                folder="mhsm-primary-2026113009151234", status="succeeded",
+                                key_count=12, started=timezone.now())
+    shown = operation("restore.full").describe({"hsm_id": "secondary", "container": "c",
+                                                "folder": "mhsm-primary-2026113009151234",
+                                                "auth_mode": "sas"})
+    assert shown["title"] == "Full restore of secondary from mhsm-primary-2026113009151234"
+    assert ("Keys in the backup", 12) in shown["context"]
+    assert ("Backup of", "primary") in shown["context"]
