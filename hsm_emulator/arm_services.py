@@ -223,6 +223,7 @@ class CmkServices:
         routes = [
             ("GET", base + r"/resourceGroups/?$", self._groups_list),
             ("GET", group + r"/?$", self._group_get),
+            ("HEAD", group + r"/?$", self._group_head),
             ("PUT", group + r"/?$", self._group_put),
             ("GET", base + r"/providers/(?P<ns>Microsoft\.(Storage|DBforPostgreSQL|DBforMySQL))/locations/"
                            r"(?P<loc>[^/]+)/(?P<kind>azureAsyncOperation|operationResults|asyncoperations)/(?P<op>[^/?]+)/?$",
@@ -251,7 +252,7 @@ class CmkServices:
                 ("PATCH", group + path + r"/(?P<name>[^/]+)/?$", self._server_handler(rtype, "patch")),
                 ("DELETE", group + path + r"/(?P<name>[^/]+)/?$", self._server_handler(rtype, "delete")),
             ]
-        return [(method, pattern, handler if method == "GET" else self._serialized(handler))
+        return [(method, pattern, handler if method in ("GET", "HEAD") else self._serialized(handler))
                 for method, pattern, handler in routes]
 
     def _serialized(self, handler: Callable) -> Callable:
@@ -295,6 +296,11 @@ class CmkServices:
     async def _group_get(self, request: Request, params: dict) -> Response:
         self.subs.check(params["sub"], params["rg"])
         return JSONResponse(next(g for g in self._groups_all() if g["name"].lower() == params["rg"].lower()))
+
+    async def _group_head(self, request: Request, params: dict) -> Response:
+        """``check_existence``: 204 or 404, no body."""
+        exists = params["sub"].lower() == self.subs.subscription_id and self.group_exists(params["rg"])
+        return Response(status_code=204 if exists else 404)
 
     async def _group_put(self, request: Request, params: dict) -> Response:
         self.subs.check(params["sub"])

@@ -161,6 +161,8 @@ def test_resource_groups_create_get_list(clients):
     assert created.location == "northeurope" and created.properties.provisioning_state == "Succeeded"
     assert resources.resource_groups.get(name).tags == {"a": "b"}
     assert {name, "rg-apps"} <= {g.name for g in resources.resource_groups.list()}
+    assert resources.resource_groups.check_existence(name) is True
+    assert resources.resource_groups.check_existence("rg-none") is False
     with pytest.raises(ResourceNotFoundError):
         resources.resource_groups.get("rg-none")
 
