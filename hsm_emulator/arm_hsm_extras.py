@@ -32,11 +32,12 @@ protection, soft-delete retention, public network access, network ACLs):
 from __future__ import annotations
 
 import copy
+import ipaddress
 import datetime
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -52,6 +53,8 @@ _SCOPE = "arm"
 REPLICA_SECONDS = 2.0
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _AUTHZ = "/providers/Microsoft.Authorization"
+_SUBNET = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+"
+                     r"/subnets/[^/]+$", re.IGNORECASE)
 
 BUILTIN_ROLES = [
     ("8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "Owner",
@@ -77,6 +80,32 @@ BUILTIN_ROLES = [
                   "Microsoft.KeyVault/locations/deletedManagedHsms/purge/action",
                   "Microsoft.KeyVault/locations/managedHsmOperationResults/read"], "notActions": []}),
 ]
+
+
+def _check_network_acls(acls: Any) -> None:
+    """400 unless ``networkAcls`` rules are IPv4 addresses/ranges and subnet ids, as the service requires."""
+    if not isinstance(acls, dict):
+        return
+    ip_rules = acls.get("ipRules") or []
+    subnets = acls.get("virtualNetworkRules") or []
+    if not isinstance(ip_rules, list) or not isinstance(subnets, list) or len(ip_rules) + len(subnets) > 1000:
+        raise ArmError(400, "InvalidParameter", "networkAcls: ipRules and virtualNetworkRules are lists of at most "
+                                                "1000 rules together.")
+    for rule in ip_rules:
+        value = rule.get("value") if isinstance(rule, dict) else None
+        try:
+            network = ipaddress.ip_network(str(value), strict=False)
+        except ValueError:
+            network = None
+        if network is None or network.version != 4:
+            raise ArmError(400, "InvalidParameter", f"networkAcls.ipRules: '{value}' is not an IPv4 address or "
+                                                    "range (CIDR).")
+    for rule in subnets:
+        value = rule.get("id") if isinstance(rule, dict) else None
+        if not isinstance(value, str) or not _SUBNET.match(value):
+            raise ArmError(400, "InvalidParameter", f"networkAcls.virtualNetworkRules: '{value}' is not a subnet "
+                                                    "resource id (/subscriptions/../virtualNetworks/<vnet>/subnets/"
+                                                    "<subnet>).")
 
 
 def _now() -> str:
@@ -132,6 +161,7 @@ class HsmExtras:
 
     def apply(self, name: str, properties: dict) -> Callable[[], None]:
         """A PUT/PATCH of the HSM: validates ``regions``; the change is made by the callable returned."""
+        _check_network_acls(properties.get("networkAcls"))
         regions = properties.get("regions")
         if regions is None:
             return lambda: None
@@ -237,8 +267,8 @@ class HsmExtras:
         return JSONResponse(self._connection(params)[1], headers={"ETag": self._connection(params)[1]["etag"]})
 
     async def _pec_put(self, request: Request, params: dict) -> Response:
+        body = await _json(request)  # read before the connection: no await between its check and its write
         hsm, doc = self._connection(params)
-        body = await _json(request)
         state = ((body.get("properties") or {}).get("privateLinkServiceConnectionState") or {})
         status = state.get("status")
         if status not in ("Approved", "Rejected", "Pending", "Disconnected"):

@@ -96,6 +96,12 @@ def test_public_network_access_and_network_rules_toggled(mgmt, group):
     assert hsm.public_network_access == "Disabled"
     assert hsm.network_acls.default_action == "Deny" and hsm.network_acls.bypass == "AzureServices"
     assert [rule.value for rule in hsm.network_acls.ip_rules] == ["203.0.113.0/24"]
+    with pytest.raises(HttpResponseError) as refused:  # nothing changes on a refusal
+        mgmt.managed_hsms.begin_update(group, "primary", ManagedHsm(location="westeurope", properties=ManagedHsmProperties(
+            public_network_access="Enabled", network_acls=MHSMNetworkRuleSet(ip_rules=[MHSMIPRule(value="2001:db8::/32")])))
+        ).result()
+    assert refused.value.status_code == 400
+    assert mgmt.managed_hsms.get(group, "primary").properties.public_network_access == "Disabled"
     mgmt.managed_hsms.begin_update(group, "primary", ManagedHsm(location="westeurope", properties=ManagedHsmProperties(
         public_network_access="Enabled"))).result()
     assert mgmt.managed_hsms.get(group, "primary").properties.public_network_access == "Enabled"
