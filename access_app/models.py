@@ -57,6 +57,7 @@ class RoleAssignmentRecord(models.Model):
         PORTAL = "portal", "Granted through the portal"
         DRIFT = "drift", "Made outside the portal"
         ADOPTED = "adopted", "Adopted into a request"
+        SELF = "self", "The portal's own identity"
 
     hsm = models.ForeignKey("gateway.HsmInstance", on_delete=models.CASCADE,
                             related_name="role_assignments")

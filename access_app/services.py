@@ -83,6 +83,48 @@ def _closed(intent: AuditEvent, exc: PortalError) -> None:
     audit_result(intent, ok=False, detail={"error": exc.code, "message": exc.message[:300]})
 
 
+# -- the portal's own identity -----------------------------------------------------------
+
+_self_ids: dict[str, tuple[float, set[str]]] = {}
+
+
+def portal_principal_ids() -> set[str]:
+    """Object ids the portal itself signs in as: ACCESS_PORTAL_PRINCIPAL_ID, else the service
+    principal of AZURE_CLIENT_ID found in the directory (cached 10 minutes; empty when the
+    directory cannot say). Its assignments are never drift, never revoked or adopted: they
+    are how the portal manages the HSM."""
+    import time
+
+    explicit = (getattr(settings, "ACCESS_PORTAL_PRINCIPAL_ID", "") or "").strip().lower()
+    if explicit:
+        return {explicit}
+    client_id = (getattr(settings, "AZURE_CLIENT_ID", "") or "").strip()
+    if not GUID_RE.match(client_id):
+        return set()
+    cached = _self_ids.get(client_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    found: set[str] = set()
+    try:
+        from portal.gateway import directory
+
+        found = {p["id"].lower() for p in directory.principal_search(client_id)
+                 if p.get("kind") == "service_principal" and
+                 (p.get("app_id") or "").lower() == client_id.lower()}
+    except Exception as exc:  # noqa: BLE001 - unknown: nothing is treated as the portal
+        logger.warning("Could not find the portal's own principal: %s", exc.__class__.__name__)
+        return set()
+    _self_ids[client_id] = (time.monotonic() + 600, found)
+    return found
+
+
+def _refuse_self(principal_id: str) -> None:
+    if principal_id.lower() in portal_principal_ids():
+        raise Conflict("This assignment is the portal's own access to the HSM; removing or "
+                       "time-boxing it would stop the portal managing this HSM. Change it "
+                       "with the Azure CLI if you really mean to.", code="portal_identity")
+
+
 # -- sync ------------------------------------------------------------------------------
 
 
@@ -109,6 +151,7 @@ def rbac_sync(*, hsm: HsmInstance, actor=None, request_id: str = "") -> dict:
     requests = {r.assignment_name.lower(): r for r in AccessRequest.objects.filter(
         hsm=hsm, assignment_name__in=[a["name"] for a in assignments])}
     drift_new = 0
+    own = portal_principal_ids()
     known = {row.name.lower(): row for row in RoleAssignmentRecord.objects.filter(hsm=hsm)}
     # Seen now: one statement for every known row; a row whose fields changed is rewritten.
     RoleAssignmentRecord.objects.filter(
@@ -121,10 +164,15 @@ def rbac_sync(*, hsm: HsmInstance, actor=None, request_id: str = "") -> dict:
             fields = {"removed_at": None, "role_name": role_name, "scope": item["scope"],
                       "principal_id": item["principal_id"],
                       "role_definition_id": item["role_definition_id"]}
+            if row.origin == RoleAssignmentRecord.Origin.DRIFT and \
+                    item["principal_id"].lower() in own:
+                fields["origin"] = RoleAssignmentRecord.Origin.SELF
             if any(getattr(row, name) != value for name, value in fields.items()):
                 RoleAssignmentRecord.objects.filter(pk=row.pk).update(**fields)
             continue
-        origin = RoleAssignmentRecord.Origin.PORTAL if request else RoleAssignmentRecord.Origin.DRIFT
+        origin = (RoleAssignmentRecord.Origin.PORTAL if request else
+                  RoleAssignmentRecord.Origin.SELF if item["principal_id"].lower() in own
+                  else RoleAssignmentRecord.Origin.DRIFT)
         try:
             with transaction.atomic():
                 RoleAssignmentRecord.objects.create(
@@ -374,6 +422,7 @@ def role_assignment_revoke_request(*, hsm: HsmInstance, name: str, actor, reques
         hsm=hsm, name__iexact=name, removed_at__isnull=True).first()
     if row is None:
         raise NotFound(f"No role assignment {name} on HSM {hsm.name}.")
+    _refuse_self(row.principal_id)
     correlation = row.access_request.correlation_id if row.access_request_id else request_id
     return role_assignment_revoke(actor=actor, approval=None, request_id=correlation,
                                   justification=justification, **_revoke_payload(row, reason))
@@ -386,6 +435,7 @@ def role_assignment_revoke(*, actor, approval=None, request_id: str = "", hsm: s
     """Remove an assignment from the HSM (the service behind role_assignment.delete)."""
     from portal.approvals.services import approval_require
 
+    _refuse_self(principal_id)
     hsm_row = _hsm(hsm)
     row = RoleAssignmentRecord.objects.select_related("access_request").filter(
         hsm=hsm_row, name__iexact=assignment_name).first()
@@ -660,7 +710,9 @@ def campaign_start(*, hsm: HsmInstance, name: str, days, actor, request_id: str)
         campaign = ReviewCampaign.objects.create(
             hsm=hsm, name=name, started_by=actor, started_by_name=actor.get_username(),
             correlation_id=(request_id or uuid.uuid4().hex)[:64], ends_at=now() + timedelta(days=days))
-        rows = RoleAssignmentRecord.objects.filter(hsm=hsm, removed_at__isnull=True)
+        # The portal's own access is not reviewed: it is how the portal works.
+        rows = RoleAssignmentRecord.objects.filter(hsm=hsm, removed_at__isnull=True).exclude(
+            origin=RoleAssignmentRecord.Origin.SELF)
         ReviewItem.objects.bulk_create([ReviewItem(
             campaign=campaign, assignment=row, assignment_name=row.name,
             principal_id=row.principal_id, role_name=row.role_name, scope=row.scope,

@@ -36,8 +36,32 @@ def test_a_grant_made_with_the_sdk_is_drift(hsm, sdk_access, principal):
                                      detail__finding="removed outside the portal").count() == 1
 
 
-def test_bootstrap_administrator_is_drift_too(synced):
-    assert selectors.role_assignments(hsm=synced, scope="/", drift_only=True).count() >= 3
+def test_the_portals_own_access_is_not_drift_and_cannot_be_revoked(hsm, emulator, admin):
+    services._self_ids.clear()
+    services.rbac_sync(hsm=hsm)
+    own = emulator.endpoints["principals"]["bootstrap-admin"]["object_id"]
+    rows = list(selectors.role_assignments(hsm=hsm, principal_id=own))
+    assert len(rows) >= 3 and {r.origin for r in rows} == {"self"}
+    assert not selectors.role_assignments(hsm=hsm, principal_id=own, drift_only=True).exists()
+    with pytest.raises(Conflict) as info:
+        services.role_assignment_revoke_request(hsm=hsm, name=rows[0].name, actor=admin,
+                                                request_id="self")
+    assert info.value.code == "portal_identity"
+    assert not ApprovalRequest.objects.exists()
+    campaign = services.campaign_start(hsm=hsm, name="No self", days=1, actor=admin,
+                                       request_id="c")
+    assert not campaign.items.filter(principal_id=own).exists()
+
+
+def test_when_the_directory_cannot_say_the_portals_access_shows_as_drift(hsm, settings):
+    from portal import gateway
+
+    services._self_ids.clear()
+    settings.AZURE_GRAPH_URL = "https://127.0.0.1:9/"
+    gateway.reset_clients()
+    services.rbac_sync(hsm=hsm)
+    assert selectors.role_assignments(hsm=hsm, scope="/", drift_only=True).count() >= 3
+    services._self_ids.clear()
 
 
 def test_revoke_drift_needs_approval(hsm, admin, approver, sdk_access, principal):
