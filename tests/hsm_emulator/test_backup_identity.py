@@ -14,7 +14,8 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.administration import KeyVaultBackupClient
 from azure.mgmt.keyvault import KeyVaultManagementClient
-from azure.mgmt.keyvault.models import ManagedHsm, ManagedServiceIdentity, UserAssignedIdentity
+from azure.mgmt.keyvault.models import (ManagedHsm, ManagedHsmProperties, ManagedServiceIdentity,
+                                        UserAssignedIdentity)
 from azure.storage.blob import BlobServiceClient
 
 API_VERSION = "2026-05-15"  # azure-mgmt-keyvault 14.1.0's default
@@ -147,3 +148,22 @@ def test_patch_is_an_arm_long_running_operation(emulator, arm_endpoint, subscrip
     lower = httpx.get(url.replace("resourceGroups", "resourcegroups").replace("managedHSMs", "managedhsms"),
                       params={"api-version": API_VERSION}, headers=headers, verify=context)
     assert lower.status_code == 200 and lower.json()["tags"] == {"drill": "yes"}
+
+
+def test_resource_manager_refuses_what_it_does_not_serve(emulator, mgmt, group, subscription):
+    with pytest.raises(HttpResponseError) as refused:
+        mgmt.managed_hsms.begin_update(group, "secondary", ManagedHsm(
+            location="westeurope", identity=ManagedServiceIdentity(type="SystemAssigned")))
+    assert refused.value.status_code == 400 and refused.value.error.code == "InvalidIdentityType"
+    with pytest.raises(HttpResponseError) as refused:
+        mgmt.managed_hsms.begin_create_or_update(group, "brand-new", ManagedHsm(location="westeurope"))
+    assert refused.value.status_code == 400
+    with pytest.raises(ResourceNotFoundError) as missing:
+        mgmt.managed_hsms.get("no-such-group", "primary")
+    assert missing.value.error.code == "ResourceGroupNotFound"
+    # Soft-delete retention stays within 7-90 days (an HSM's own property, checked as ARM does).
+    with pytest.raises(HttpResponseError) as refused:
+        mgmt.managed_hsms.begin_update(group, "secondary", ManagedHsm(
+            location="westeurope", properties=ManagedHsmProperties(soft_delete_retention_in_days=5)))
+    assert refused.value.status_code == 400
+    assert emulator.set_properties("secondary")["retention_days"] == 7
