@@ -9,6 +9,8 @@ ACTIONS = {
                   "versions; it can never be recovered."),
     "key.rotation_policy.clear": ("Clear a key's rotation policy", "Remove the rotation "
                                   "policy: the key stops rotating automatically."),
+    "key.disable": ("Disable a key in use", "Disable the key's current version: the "
+                    "resources that use it can no longer unwrap their data keys."),
 }
 
 
@@ -35,6 +37,12 @@ def describer(operation: str):
             if record.state == KeyRecord.State.DELETED:
                 context.append(("Scheduled purge", f"{record.scheduled_purge_on:%Y-%m-%d %H:%M} UTC"
                                 if record.scheduled_purge_on else "Unknown"))
+        if record is not None:
+            from keys_app.services import dependents_warning, key_dependents
+
+            used = key_dependents(record.hsm, record.name)
+            context.append(("Used by", dependents_warning(used) if used else
+                            "No resource the portal knows of"))
         return {"title": f"{label}: {name} on {hsm}", "change": change, "context": context}
 
     return describe

@@ -60,16 +60,50 @@ def _as_hsm(hsm: HsmInstance | str) -> HsmInstance:
     return found
 
 
+# What depends on a key, from other apps (cmk_app: the Azure resources that use it as their
+# customer-managed key): fn(hsm, name) -> [{"name", "kind_label", "id", "version",
+# "versionless"}]. Disabling, deleting, purging and clearing the rotation policy name them.
+_DEPENDENTS: list[Callable] = []
+
+
+def key_dependents_register(fn: Callable) -> None:
+    """Register a function that lists what depends on a key (from AppConfig.ready)."""
+    if fn not in _DEPENDENTS:
+        _DEPENDENTS.append(fn)
+
+
+def key_dependents(hsm: HsmInstance, name: str) -> list[dict]:
+    """Everything registered apps know to depend on this key now."""
+    return [item for fn in _DEPENDENTS for item in fn(hsm, name)]
+
+
+def dependents_warning(dependents: list[dict]) -> str:
+    """The pre-flight sentence naming the resources that use a key."""
+    if not dependents:
+        return ""
+    names = ", ".join(f"{d.get('kind_label', 'resource')} {d['name']}" for d in dependents)
+    return (f"In use by {len(dependents)} resource{'s' if len(dependents) != 1 else ''}: "
+            f"{names}. They lose access to their data while the key is unusable.")
+
+
 def _approval_gate(*, operation: str, hsm: HsmInstance, name: str, actor, request_id: str,
                    approval, justification: str, ticket: str,
                    payload: dict) -> ApprovalRequest | None:
     """Maker-checker for a dangerous key action: a pending request to return instead of
-    acting, or None when `approval` is the approved request for exactly this action."""
+    acting, or None when `approval` is the approved request for exactly this action. The
+    request's context names the resources that use the key (the pre-flight warning)."""
+    context = {"hsm": hsm.name, "scope": f"/keys/{name}"}
+    dependents = key_dependents(hsm, name) if approval is None else []
+    if dependents:
+        context["dependents"] = [{"name": d["name"], "kind": d.get("kind_label", ""),
+                                  "id": d.get("id", ""), "version": d.get("version", "")}
+                                 for d in dependents]
+        context["warning"] = dependents_warning(dependents)
     return approval_require(operation=operation, actor=actor,
                             payload={"hsm": hsm.name, "name": name, **payload},
                             target=key_target(hsm, name), request_id=request_id,
                             approval=approval, justification=justification, ticket=ticket,
-                            context={"hsm": hsm.name, "scope": f"/keys/{name}"})
+                            context=context)
 
 
 def _correlation(approval) -> dict:
@@ -422,9 +456,10 @@ def _same_time(asked: datetime, current: datetime | None) -> bool:
     return asked.second == 0 and asked == current.replace(second=0, microsecond=0)
 
 
-def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_UNSET,
+def key_update(*, hsm: HsmInstance | str, name: str, actor, request_id: str, enabled=_UNSET,
                not_before=_UNSET, expires=_UNSET, key_ops=_UNSET, tags=_UNSET,
-               confirm_name: str | None = None) -> KeyRecord:
+               confirm_name: str | None = None, approval=None, justification: str = "",
+               ticket: str = "") -> KeyRecord | ApprovalRequest:
     """Update a key's attributes, tags or operations (latest version). Audited.
 
     Compared with the key as the HSM holds it now, only what differs is sent and audited:
@@ -432,8 +467,11 @@ def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_
     `key.disable` (their own intents and outcomes, applied in the same HSM call), and a
     request that changes nothing is refused as such with nothing audited. The HSM cannot
     remove an activation or expiry date, so asking to (None) is refused. Disabling needs the
-    typed confirmation. The change may not add a breach of the key standards.
+    typed confirmation. The change may not add a breach of the key standards. Disabling a
+    key that resources use (key_dependents) needs approval (`key.disable`): without one it
+    returns the pending ApprovalRequest, whose context names them.
     """
+    hsm = _as_hsm(hsm)
     record = key_get(hsm=hsm, name=name)
     name = record.name
     asked_dates = {field: date_bounded(value, field_name=field)
@@ -474,6 +512,16 @@ def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_
             confirm(name, confirm_name)
     if not changes and toggle is None:
         raise BadInput(f"Nothing changed: {name} already has these values.", code="no_change")
+    if toggle is False and (approval is not None or key_dependents(hsm, name)):
+        if changes:
+            raise BadInput(f"{name} is in use: disable it on its own (it needs approval), "
+                           "without other changes.", code="disable_alone")
+        pending = _approval_gate(operation="key.disable", hsm=hsm, name=name, actor=actor,
+                                 request_id=request_id, approval=approval,
+                                 justification=justification, ticket=ticket,
+                                 payload={"enabled": False, "confirm_name": name})
+        if pending is not None:
+            return pending
 
     if changes:
         new_nbf = changes.get("not_before", current["not_before"])
@@ -500,7 +548,8 @@ def key_update(*, hsm: HsmInstance, name: str, actor, request_id: str, enabled=_
                                    "before": {k: _audit_text(v) for k, v in before.items()}}))
     if toggle is not None:
         intents.append(_intent(actor=actor, action="key.enable" if toggle else "key.disable",
-                               hsm=hsm, name=name, request_id=request_id))
+                               hsm=hsm, name=name, request_id=request_id,
+                               detail=_correlation(approval) if approval is not None else None))
     sdk_changes = {_DATE_ATTRIBUTES.get(k, "key_operations" if k == "key_ops" else k): v
                    for k, v in changes.items()}
     if toggle is not None:
@@ -537,6 +586,7 @@ def key_version_enabled_set(*, hsm: HsmInstance, name: str, version: str, enable
                        f"inventory if it was made outside the portal).")
     if not enabled:
         confirm(name, confirm_name)
+        _version_in_use_guard(hsm, name, version)
     with gateway.translated_errors():
         current = gateway.keys(hsm).get_key(name, version).properties.enabled
     if bool(current) == enabled:
@@ -560,6 +610,26 @@ def key_version_enabled_set(*, hsm: HsmInstance, name: str, version: str, enable
         return record
 
     return _after_hsm(intent, cache=cache, detail={"version": version})
+
+
+def _version_in_use_guard(hsm: HsmInstance, name: str, version: str) -> None:
+    """After a rotation the old version stays enabled until every resource uses the new one:
+    refuse (409) to disable a version a dependent still uses, naming it and what to do."""
+    users = [d for d in key_dependents(hsm, name) if d.get("version") == version]
+    if not users:
+        return
+    pinned = [d["name"] for d in users if not d.get("versionless")]
+    following = [d["name"] for d in users if d.get("versionless")]
+    parts = []
+    if pinned:
+        parts.append(f"{', '.join(pinned)} {'is' if len(pinned) == 1 else 'are'} pinned to it: "
+                     "point them at the new version (or at the key without a version) first")
+    if following:
+        parts.append(f"{', '.join(following)} still {'uses' if len(following) == 1 else 'use'}"
+                     " it: resources that follow the key move to the new version by themselves;"
+                     " wait until the key's Usage tab shows the new version")
+    raise Conflict(f"Version {version} of {name} is still in use: " + "; ".join(parts) + ".",
+                   code="version_in_use")
 
 
 def key_rotate(*, hsm: HsmInstance, name: str, actor, request_id: str) -> KeyRecord:

@@ -14,7 +14,11 @@ KEYS = table_register(TableSpec("keys", caption="Keys", default_hidden=("created
     Column("tags", "Tags"),
     Column("created", "Created (UTC)", sort="created"),
     Column("updated", "Updated (UTC)", sort="updated"),
+    Column("usage", "Used by", numeric=True),
 )))
+
+# How many resources use each key (cmk_app registers one): fn(hsm) -> {lower-case name: n}.
+USAGE_COUNTS: list = []
 
 DELETED_KEYS = table_register(TableSpec("deleted-keys", caption="Deleted keys", columns=(
     Column("name", "Name", sort="name", hideable=False),
@@ -31,6 +35,12 @@ def key_table(*, request, hsm, keys, sort: str, filtered: bool) -> Table:
     """One keyset page of the inventory list, ordered by the sort asked for, then name."""
     rows, next_cursor = keyset_page(keys, order=SORTS.get(sort, SORTS["name"]),
                                     after=request.GET.get("after", ""), datetimes=_DATES)
+    usage: dict = {}
+    for count in USAGE_COUNTS:
+        for name, n in count(hsm=hsm).items():
+            usage[name] = usage.get(name, 0) + n
+    for row in rows:
+        row.used_by = usage.get(row.name.lower(), 0)
     may_create = request.user.has_perm("keys_app.add_keyrecord")
     if filtered:
         empty = Empty("No keys match these filters.")

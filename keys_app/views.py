@@ -329,11 +329,11 @@ class KeyUpdateView(HsmKeyMixin, View):
                 for field, errors in form.errors.items()).strip(": "))
             return redirect(self.detail_url(name))
         data = form.cleaned_data
-        return _act(request, lambda: services.key_update(
+        return _act(request, lambda: _then(services.key_update(
             hsm=self.hsm, name=name, actor=request.user, request_id=request.id,
             enabled=data["enabled"], not_before=data["not_before"], expires=data["expires"],
             key_ops=data["key_ops"] or None, tags=data["tags"],
-            confirm_name=data["confirm_name"]).get_absolute_url(),
+            confirm_name=data["confirm_name"]), self.detail_url(name)),
             f"Updated {name}.", self.detail_url(name))
 
 
@@ -344,11 +344,11 @@ class KeyEnableView(HsmKeyMixin, View):
     enabled = True
 
     def post(self, request, hsm_id, name):
-        return _act(request, lambda: services.key_update(
+        return _act(request, lambda: _then(services.key_update(
             hsm=self.hsm, name=name, actor=request.user, request_id=request.id,
-            enabled=self.enabled, confirm_name=request.POST.get("confirm_name")
-        ).get_absolute_url(), f"{'Enabled' if self.enabled else 'Disabled'} {name}.",
-            self.detail_url(name))
+            enabled=self.enabled, confirm_name=request.POST.get("confirm_name"),
+            **_reason(request)), self.detail_url(name)),
+            f"{'Enabled' if self.enabled else 'Disabled'} {name}.", self.detail_url(name))
 
 
 class KeyDisableView(KeyEnableView):

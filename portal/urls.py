@@ -37,6 +37,7 @@ api_patterns = ([
     path("", include("keys_app.api.urls")),
     path("", include("access_app.api.urls")),
     path("", include("dr_app.api.urls")),
+    path("", include("cmk_app.api.urls")),
 ], "api")
 
 urlpatterns = [
@@ -52,6 +53,7 @@ urlpatterns = [
     path("jobs/", include("portal.jobs.urls")),
     path("approvals/", include("portal.approvals.urls")),
     path("", include("dr_app.urls")),
+    path("", include("cmk_app.urls")),
     path("api/v1/", include(api_patterns)),
     path("api/schema/", views.ApiSchemaView.as_view(), name="api-schema"),
     path("api/docs/", views.ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),

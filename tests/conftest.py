@@ -85,7 +85,8 @@ def hsm(db, azure_settings, emulator):
     from portal.gateway.models import HsmInstance
 
     return HsmInstance.objects.create(name="primary", uri=emulator.endpoints["hsms"]["primary"],
-                                      region="emulator")
+                                      region="emulator", arm_resource_id=emulator.endpoints.get(
+                                          "hsm_resource_ids", {}).get("primary", ""))
 
 
 @pytest.fixture
@@ -94,7 +95,8 @@ def secondary_hsm(db, azure_settings, emulator):
 
     return HsmInstance.objects.create(name="secondary", role="secondary",
                                       uri=emulator.endpoints["hsms"]["secondary"],
-                                      region="emulator")
+                                      region="emulator", arm_resource_id=emulator.endpoints.get(
+                                          "hsm_resource_ids", {}).get("secondary", ""))
 
 
 @pytest.fixture

@@ -56,6 +56,10 @@ class KeyUpdateInput(serializers.Serializer):
     tags = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=256),
                                  required=False)
     confirm_name = serializers.CharField(required=False, help_text="The key name, to disable it")
+    justification = serializers.CharField(
+        required=False, allow_blank=True, max_length=2000,
+        help_text="Why, for the approvers (disabling a key that resources use needs approval)")
+    ticket = serializers.CharField(required=False, allow_blank=True, max_length=100)
 
 
 class ConfirmInput(serializers.Serializer):

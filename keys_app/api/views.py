@@ -19,6 +19,7 @@ from keys_app.spec import spec_from_request, standards_violations
 from keys_app.views import keys_csv_response
 from portal.accounts.stepup import ensure_recent_sign_in
 from portal.approvals.api.serializers import ApprovalPendingOutput
+from portal.approvals.models import ApprovalRequest
 from portal.approvals.responses import api_pending
 from portal.errors import BadInput
 from portal.gateway.selectors import hsm_get_for_user
@@ -88,11 +89,14 @@ class KeyDetailApi(HsmApi):
     def get(self, request, hsm_id, name):
         return Response(KeyDetailOutput(key_get(hsm=self.hsm(request, hsm_id), name=name)).data)
 
-    @extend_schema(request=KeyUpdateInput, responses=KeyDetailOutput)
+    @extend_schema(request=KeyUpdateInput, responses={200: KeyDetailOutput,
+                                                      202: ApprovalPendingOutput})
     def patch(self, request, hsm_id, name):
         data = _input(KeyUpdateInput, request).validated_data
         record = services.key_update(hsm=self.hsm(request, hsm_id), name=name, actor=request.user,
                                      request_id=request.id, **data)
+        if isinstance(record, ApprovalRequest):  # disabling a key in use waits for approval
+            return api_pending(record)
         return Response(KeyDetailOutput(record).data)
 
     @extend_schema(request=ConfirmInput, responses={202: ApprovalPendingOutput},

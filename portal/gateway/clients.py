@@ -181,3 +181,36 @@ def graph_pipeline() -> PipelineClient:
         transport = RequestsTransport(connection_verify=settings.AZURE_CA_BUNDLE or True)
         return PipelineClient(base, policies=policies, transport=transport)
     return _cached("graph", base, build)
+
+
+# Azure Resource Manager (management plane): CMK consumers (storage accounts, PostgreSQL and
+# MySQL flexible servers), user-assigned identities, the HSM resource and Azure RBAC on it.
+_ARM_CLIENTS = {
+    "storage": ("azure.mgmt.storage", "StorageManagementClient"),
+    "postgresql": ("azure.mgmt.postgresqlflexibleservers", "PostgreSQLManagementClient"),
+    "mysql": ("azure.mgmt.mysqlflexibleservers", "MySQLManagementClient"),
+    "msi": ("azure.mgmt.msi", "ManagedServiceIdentityClient"),
+    "authorization": ("azure.mgmt.authorization", "AuthorizationManagementClient"),
+    "keyvault": ("azure.mgmt.keyvault", "KeyVaultManagementClient"),
+    # The package's top-level import fails in v26: the resources sub-package is the client.
+    "resources": ("azure.mgmt.resource.resources", "ResourceManagementClient"),
+}
+
+
+def arm(kind: str, subscription_id: str):
+    """A Resource Manager client of one kind (see _ARM_CLIENTS) for one subscription.
+
+    The address is AZURE_RESOURCE_MANAGER_URL and the token's scope
+    AZURE_RESOURCE_MANAGER_SCOPE: production and the emulator differ only in settings.
+    """
+    import importlib
+
+    module, name = _ARM_CLIENTS[kind]
+    base_url = settings.AZURE_RESOURCE_MANAGER_URL.rstrip("/")
+    scope = settings.AZURE_RESOURCE_MANAGER_SCOPE
+
+    def build():
+        cls = getattr(importlib.import_module(module), name)
+        return cls(credential(), subscription_id, base_url=base_url, credential_scopes=[scope],
+                   **_transport_options())
+    return _cached(f"arm-{kind}", f"{base_url}|{scope}|{subscription_id}", build)

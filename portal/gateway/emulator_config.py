@@ -24,6 +24,8 @@ def emulator_environment(endpoints: dict | Path) -> dict[str, str]:
             "AZURE_CA_BUNDLE": endpoints["ca_bundle"],
             # Directory look-ups go to the emulator's Graph (older emulators had none).
             **({"AZURE_GRAPH_URL": endpoints["graph"]} if endpoints.get("graph") else {}),
+            # Resource Manager (CMK consumers, the HSM resource) when the emulator serves it.
+            **({"AZURE_RESOURCE_MANAGER_URL": endpoints["arm"]} if endpoints.get("arm") else {}),
             # The emulator's hosts are not under the Managed HSM domain: naming them lets
             # the portal register them and skip the challenge-resource check for them alone.
             "HSM_EMULATOR_HOSTS": ",".join(emulator_hosts(endpoints))}

@@ -57,7 +57,8 @@ def hsm_register(*, actor, name: str, uri: str, arm_resource_id: str = "", regio
     return hsm
 
 
-def hsm_upsert_system(*, name: str, uri: str, role: str, region: str = "") -> HsmInstance:
+def hsm_upsert_system(*, name: str, uri: str, role: str, region: str = "",
+                      arm_resource_id: str = "") -> HsmInstance:
     """Register or re-point an HSM from configuration (make run, the emulator). Audited as system.
 
     The URL follows the same rule as hsm_register (the emulator's hosts are named in
@@ -66,7 +67,8 @@ def hsm_upsert_system(*, name: str, uri: str, role: str, region: str = "") -> Hs
     uri = _checked_uri(uri)
     with transaction.atomic():
         hsm, created = HsmInstance.objects.update_or_create(
-            name=name, defaults={"uri": uri, "role": role, "region": region})
+            name=name, defaults={"uri": uri, "role": role, "region": region,
+                                 "arm_resource_id": arm_resource_id})
         audit_record(actor=None, action="hsm.register" if created else "hsm.update",
                      target=f"hsm:{name}", outcome=AuditEvent.Outcome.RECORDED,
                      detail={"uri": hsm.uri, "role": role, "source": "configuration"})

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "keys_app",
     "access_app",
     "dr_app",
+    "cmk_app",
 ]
 
 MIDDLEWARE = [
@@ -325,6 +326,9 @@ CELERY_BEAT_SCHEDULE: dict = {
 # dr_app security domain: jobs whose worker died are resumed, expired files deleted.
 CELERY_BEAT_SCHEDULE["security-domain-housekeeping"] = {
     "task": "dr_app.security_domain_tasks.security_domain_housekeeping", "schedule": 300}
+# cmk_app: which resources use which key (and version), read from Resource Manager.
+CELERY_BEAT_SCHEDULE["cmk-usage-scan"] = {"task": "cmk_app.tasks.cmk_usage_scan",
+                                          "schedule": env_int("CMK_SCAN_SECONDS", 600)}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # Azure. AZURE_CREDENTIAL: "default" (DefaultAzureCredential: managed identity in
@@ -344,6 +348,13 @@ AZURE_GRAPH_URL = env_str("AZURE_GRAPH_URL", "https://graph.microsoft.com")
 AZURE_HSM_DNS_SUFFIX = env_str("AZURE_HSM_DNS_SUFFIX", "managedhsm.azure.net")
 HSM_EMULATOR_HOSTS = env_list("HSM_EMULATOR_HOSTS", [])
 AZURE_RETRY_TOTAL = env_int("AZURE_RETRY_TOTAL", 3)
+# Azure Resource Manager (cmk_app: CMK on storage and databases, the HSM resource page):
+# its address and the token scope for it (the emulator's "arm" address in make run/tests).
+AZURE_RESOURCE_MANAGER_URL = env_str("AZURE_RESOURCE_MANAGER_URL", "https://management.azure.com")
+AZURE_RESOURCE_MANAGER_SCOPE = env_str("AZURE_RESOURCE_MANAGER_SCOPE",
+                                       "https://management.azure.com/.default")
+# cmk_app: how often the beat scan reads every CMK consumer's encryption (seconds).
+CMK_SCAN_SECONDS = env_int("CMK_SCAN_SECONDS", 600)
 # Backup storage (dr_app): the blob endpoint of the account holding full backups (path-style
 # for Azurite: https://127.0.0.1:<port>/<account>), its name, and its key (without a key the
 # portal's credential lists blobs and signs user-delegation SAS tokens).

@@ -18,5 +18,6 @@ class Command(BaseCommand):
         for index, (name, uri) in enumerate(sorted(data["hsms"].items())):
             role = "primary" if name == "primary" or (index == 0 and "primary" not in data["hsms"]) \
                 else "secondary"
-            hsm = hsm_upsert_system(name=name, uri=uri, role=role, region="emulator")
+            hsm = hsm_upsert_system(name=name, uri=uri, role=role, region="emulator",
+                                    arm_resource_id=data.get("hsm_resource_ids", {}).get(name, ""))
             self.stdout.write(f"Registered HSM {hsm.name} at {hsm.uri}")
