@@ -7,8 +7,10 @@ secondary HSM (same security domain as the primary) unless a test says otherwise
 
 import datetime
 import json
+import ssl
 import uuid
 
+import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.keyvault.administration import KeyVaultBackupClient
@@ -147,3 +149,25 @@ def test_a_storage_url_off_the_machine_is_a_bad_request(backup_clients):
     with pytest.raises(HttpResponseError) as failure:
         backup_clients["primary"].begin_backup("https://example.blob.core.windows.net/backups", sas_token="sv=1&sig=x")
     assert failure.value.status_code == 400
+
+
+def test_backup_routes_challenge_like_key_routes_and_unknown_jobs_are_not_found(raw):
+    probe = raw("POST", "/backup?api-version=2025-07-01")
+    assert probe.status_code == 401 and probe.content == b""  # empty body, as recorded on backup routes
+    assert probe.headers["www-authenticate"].startswith('Bearer authorization="')
+    missing = raw("GET", f"/backup/{'0' * 32}/pending", token=True)
+    assert missing.status_code == 404
+    # A restore job id is not a backup job (and the other way round).
+    assert raw("GET", f"/restore/{'0' * 32}/pending", token=True).status_code == 404
+
+
+def test_a_caller_without_the_backup_data_action_is_refused(emulator, principal_with, storage, container):
+    officer = principal_with("Crypto Officer")
+    token = emulator.mint_token(principal=officer)
+    response = httpx.post(emulator.hsm_url() + "/backup?api-version=2025-07-01",
+                          headers={"Authorization": f"Bearer {token}"},
+                          json={"storageResourceUri": container_url(storage, container), "token": "sv=1&sig=x"},
+                          verify=ssl.create_default_context(cafile=emulator.ca_bundle))
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "AccessDenied"
+    assert "backup/start/action" in response.json()["error"]["message"]
