@@ -68,6 +68,15 @@ def test_the_requester_cannot_decide_through_any_door_for_any_operation(client, 
     admin.is_superuser = True  # the admin's strongest form: still no door
     operations = [op.name for op in registry.operations()]
     assert len(operations) >= 4
+    # An API token of the alias account: another door, another credential, one principal.
+    import io
+
+    from rest_framework.test import APIClient
+
+    out = io.StringIO()
+    call_command("drf_create_token", alias.username, stdout=out)
+    token_client = APIClient()
+    token_client.credentials(HTTP_AUTHORIZATION=f"Token {out.getvalue().split()[2]}")
     for operation in operations:
         req = _request_for(operation, admin)
         # The page.
@@ -86,6 +95,9 @@ def test_the_requester_cannot_decide_through_any_door_for_any_operation(client, 
         alias_answer = api_as(alias).post(f"/api/v1/approvals/{req.pk}/approve/", {},
                                           format="json")
         assert alias_answer.status_code == 403, operation
+        by_token = token_client.post(f"/api/v1/approvals/{req.pk}/approve/", {}, format="json")
+        assert by_token.status_code == 403, (operation, by_token.content)
+        assert by_token.json()["error"]["code"] == "self_approval_refused"
         # The management command, under either username.
         for username in (admin.username, alias.username):
             with pytest.raises(CommandError, match="You made this request"):
@@ -113,8 +125,8 @@ def test_the_requester_cannot_decide_through_any_door_for_any_operation(client, 
         assert approval_inbox_count(approver) == 1
         approval_decide(approval_id=req.pk, actor=approver, decision="deny", comment="no")
     refused = AuditEvent.objects.filter(outcome="denied", detail__reason="self_approval")
-    # Per operation: 2 page + 2 API + 1 alias + 2 command refusals, each audited.
-    assert refused.count() == 7 * len(operations)
+    # Per operation: 2 page + 2 API + 1 alias + 1 token + 2 command refusals, each audited.
+    assert refused.count() == 8 * len(operations)
     assert {e.detail["door"] for e in refused} == {"ui", "api", "command"}
 
 
