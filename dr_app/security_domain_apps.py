@@ -33,6 +33,11 @@ def ready() -> None:
     nav_register("Security domain", "dr:sd-home", "dr_app.view_custodian", section="Recovery",
                  active_for=("dr:sd-home",))
 
+    from dr_app.security_domain_selectors import hsm_security_domain_facts
+    from portal.gateway.selectors import hsm_summary_register
+
+    hsm_summary_register(hsm_security_domain_facts)  # the HSM page's Essentials
+
     from portal.gateway.views import HSM_TABS
 
     tab = Tab("security-domain", "Security domain", "dr:sd-overview", "dr_app.view_custodian")

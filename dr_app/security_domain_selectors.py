@@ -161,3 +161,19 @@ def sd_hsm_overview(*, user) -> list[HsmSecurityDomainRow]:
                                  proven=counts.get(hsm.pk, [0, 0])[1],
                                  warnings=findings.get(hsm.name, []))
             for hsm in hsms]
+
+
+def hsm_security_domain_facts(*, hsm) -> list:
+    """The HSM's security domain in its Essentials (as last seen; no HSM call)."""
+    from django.urls import reverse
+
+    from portal.objects import Fact
+
+    state = SecurityDomainState.objects.filter(hsm=hsm).first()
+    url = reverse("dr:sd-overview", kwargs={"hsm_id": hsm.name})
+    if state is None or state.activation == SecurityDomainState.Activation.UNKNOWN:
+        return [Fact("Security domain", "Not checked yet", url=url)]
+    words = state.get_activation_display()
+    if state.quorum:
+        words += f", quorum {state.quorum}"
+    return [Fact("Security domain", words, url=url, id="hsm-security-domain")]

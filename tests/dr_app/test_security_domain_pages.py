@@ -29,9 +29,12 @@ def test_the_security_domain_tab_for_each_role(client, personas, source):
         assert "Not activated" in text and "Custody ledger" in text
         assert ("Activate (download security domain)" in text) == (role == "admin")
     assert signed_in(client, personas["outsider"]).get(url).status_code == 403
-    # The HSM's other pages show the tab too.
-    assert "Security domain</a>" in signed_in(client, personas["auditor"]).get(
-        f"/hsms/{source.name}/").content.decode()
+    # The HSM's other pages show the tab too, and its Essentials the state last seen.
+    overview = signed_in(client, personas["auditor"]).get(f"/hsms/{source.name}/")
+    assert "Security domain</a>" in overview.content.decode()
+    facts = {fact.label: fact for fact in overview.context["facts"]}
+    assert facts["Security domain"].value == "Not activated"
+    assert facts["Security domain"].url == url
 
 
 def test_activation_from_the_form_then_one_download_from_the_tab(client, admin, source,
