@@ -370,7 +370,8 @@ def _pec(item) -> dict:
     props = getattr(item, "properties", None) or item
     state = getattr(props, "private_link_service_connection_state", None)
     endpoint = getattr(props, "private_endpoint", None)
-    return {"name": item.name or (item.id or "").rsplit("/", 1)[-1], "id": item.id or "",
+    rid = getattr(item, "id", "") or ""
+    return {"name": getattr(item, "name", "") or rid.rsplit("/", 1)[-1], "id": rid,
             "status": _value(state, "status") or "", "description": getattr(state, "description", "")
             or "", "private_endpoint": getattr(endpoint, "id", "") or "",
             "provisioning_state": _value(props, "provisioning_state") or ""}
