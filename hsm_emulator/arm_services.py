@@ -235,6 +235,7 @@ class CmkServices:
             ("PATCH", group + uami + r"/(?P<name>[^/]+)/?$", self._uami_put),
             ("DELETE", group + uami + r"/(?P<name>[^/]+)/?$", self._uami_delete),
             ("GET", base + sa + r"/?$", self._sa_list),
+            ("POST", base + r"/providers/Microsoft\.Storage/checkNameAvailability/?$", self._sa_name_available),
             ("GET", group + sa + r"/?$", self._sa_list),
             ("GET", group + sa + r"/(?P<name>[^/]+)/?$", self._sa_get),
             ("PUT", group + sa + r"/(?P<name>[^/]+)/?$", self._sa_put),
@@ -613,6 +614,20 @@ class CmkServices:
         self.subs.check(params["sub"], params.get("rg"))
         return JSONResponse({"value": [self._storage_view(d) for d in self.storage.in_group(params.get("rg"))]})
 
+    async def _sa_name_available(self, request: Request, params: dict) -> Response:
+        """Storage account names are unique across the (emulated) cloud."""
+        self.subs.check(params["sub"])
+        name = str((await _json(request)).get("name") or "")
+        if not _STORAGE_NAME.match(name):
+            return JSONResponse({"nameAvailable": False, "reason": "AccountNameInvalid",
+                                 "message": f"{name} is not a valid storage account name. Storage account name must "
+                                            "be between 3 and 24 characters in length and use numbers and "
+                                            "lower-case letters only."})
+        if any(key.endswith(f"/{name}") for key in self.storage.docs):
+            return JSONResponse({"nameAvailable": False, "reason": "AlreadyExists",
+                                 "message": f"The storage account named {name} is already taken."})
+        return JSONResponse({"nameAvailable": True})
+
     async def _sa_get(self, request: Request, params: dict) -> Response:
         return JSONResponse(self._storage_view(self._storage_doc_of(params)))
 
@@ -627,6 +642,8 @@ class CmkServices:
         old = self.storage.get(group, name)
         if old is not None:  # PUT on an existing account updates it, as the service does
             return await self._sa_update(params, old, body, status=200)
+        if any(key.endswith(f"/{name}") for key in self.storage.docs):
+            raise ArmError(409, "StorageAccountAlreadyTaken", f"The storage account named {name} is already taken.")
         doc = self._storage_doc(group, name, body)
         doc["identity"] = self._identity(body.get("identity"), STORAGE_TYPE)
         properties = body.get("properties") or {}
