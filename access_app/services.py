@@ -219,8 +219,12 @@ def rbac_sync(*, hsm: HsmInstance, actor=None, request_id: str = "") -> dict:
                     status=AccessRequest.Status.REVOKED, ended_at=started,
                     error="Removed on the HSM outside the portal.")
             removed_outside += 1
-    return {"definitions": len(definitions), "assignments": len(assignments),
-            "drift_new": drift_new, "removed_outside": removed_outside}
+    counts = {"definitions": len(definitions), "assignments": len(assignments),
+              "drift_new": drift_new, "removed_outside": removed_outside}
+    if actor is not None:  # someone asked for it (beat's syncs leave only their findings)
+        audit_record(actor=actor, action="rbac.sync", target=f"hsm:{hsm.name}",
+                     request_id=request_id, outcome=AuditEvent.Outcome.RECORDED, detail=counts)
+    return counts
 
 
 def rbac_sync_all() -> None:

@@ -80,7 +80,12 @@ def test_role_assignment_delete_waits_for_approval(api_as, admin, hsm, sdk_acces
     made = sdk_access.create_role_assignment("/", DEFINITION_PREFIX + ROLE_IDS["Crypto Auditor"],
                                              principal["object_id"])
     api = api_as(admin)
-    assert api.post(f"/api/v1/hsms/{hsm.name}/role-assignments/sync/").status_code == 200
+    synced = api.post(f"/api/v1/hsms/{hsm.name}/role-assignments/sync/")
+    assert synced.status_code == 200 and synced.json()["drift_new"] >= 1
+    from portal.audit.models import AuditEvent
+
+    assert AuditEvent.objects.get(action="rbac.sync").detail["assignments"] == \
+        synced.json()["assignments"]
     drift = api.get(f"/api/v1/hsms/{hsm.name}/role-assignments/", {"drift": "true"}).json()
     assert made.name in {a["name"] for a in drift}
     response = api.delete(f"/api/v1/hsms/{hsm.name}/role-assignments/{made.name}/",
