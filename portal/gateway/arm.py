@@ -183,7 +183,8 @@ def consumers_list(subscription_id: str) -> list[dict]:
     with arm_errors("listing storage accounts"):
         out += [_storage(a) for a in arm(STORAGE, subscription_id).storage_accounts.list()]
     with arm_errors("listing PostgreSQL flexible servers"):
-        out += [_server(s, POSTGRESQL) for s in arm(POSTGRESQL, subscription_id).servers.list()]
+        out += [_server(s, POSTGRESQL) for s in
+                arm(POSTGRESQL, subscription_id).servers.list_by_subscription()]
     with arm_errors("listing MySQL flexible servers"):
         out += [_server(s, MYSQL) for s in arm(MYSQL, subscription_id).servers.list()]
     return sorted(out, key=lambda item: (item["kind"], item["name"]))
