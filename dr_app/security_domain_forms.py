@@ -81,7 +81,7 @@ class QuorumForm(forms.Form):
 
 
 class ProveForm(forms.Form):
-    challenge = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+    challenge = forms.IntegerField(min_value=1, max_value=2**31 - 1, widget=forms.HiddenInput)
     signature = forms.FileField(label="Signature file",
                                 help_text="openssl dgst -sha256 -sign custodian.key "
                                           "-out challenge.sig challenge.txt")

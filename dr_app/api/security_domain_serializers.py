@@ -42,7 +42,7 @@ class QuorumInput(serializers.Serializer):
 
 
 class ProveInput(serializers.Serializer):
-    challenge = serializers.IntegerField(min_value=1)
+    challenge = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
     signature = serializers.CharField(max_length=4096,
                                       help_text="The RSA SHA-256 signature of the challenge "
                                                 "text, base64.")
