@@ -81,7 +81,10 @@ class QuorumForm(forms.Form):
 
 
 class ProveForm(forms.Form):
-    challenge = forms.IntegerField(min_value=1, max_value=2**31 - 1, widget=forms.HiddenInput)
+    """The two files of a proof of possession: the challenge as downloaded, its signature."""
+
+    challenge_file = forms.FileField(label="Challenge file (as downloaded)",
+                                     widget=forms.ClearableFileInput(attrs={"accept": ".txt,text/plain"}))
     signature = forms.FileField(label="Signature file",
                                 help_text="openssl dgst -sha256 -sign custodian.key "
-                                          "-out challenge.sig challenge.txt")
+                                          "-out challenge.sig custody-challenge-N.txt")

@@ -358,11 +358,12 @@ class SdProveView(SdCustodianMixin, View):
 
     def post(self, request, hsm_id, custodian_id):
         custodian = self.custodian(custodian_id)
-        challenge_file = request.FILES.get("challenge_file")
-        signature = request.FILES.get("signature")
-        found = _NONCE.search(challenge_file.read(4096)) if challenge_file else None
+        form = ProveForm(request.POST, request.FILES)
+        found = _NONCE.search(form.cleaned_data["challenge_file"].read(4096)) \
+            if form.is_valid() else None
         challenge = CustodyChallenge.objects.filter(
             custodian=custodian, nonce=found[1].decode()).first() if found else None
+        signature = form.cleaned_data.get("signature") if found else None
         if challenge is None or signature is None:
             messages.error(request, "Choose the challenge file the custodian signed (as "
                                     "downloaded) and their signature file.")
