@@ -6,6 +6,7 @@ and before anything is written to the audit trail.
 """
 import logging
 import math
+from urllib.parse import urlencode
 
 import jwt
 import requests
@@ -185,7 +186,14 @@ class ReauthenticateView(LoginRequiredMixin, View):
                 **extra}
 
     def get(self, request):
-        if entra_enabled() and not request.user.has_usable_password():
+        directory = entra_enabled() and not request.user.has_usable_password()
+        if directory and request.GET.get("go") != "1":
+            # A page first, with a link to the directory: the step-up often starts from a
+            # form POST, and the CSP (form-action 'self') rightly stops a form's redirect
+            # chain from leaving the portal; following a link is a navigation of its own.
+            return render(request, self.template_name, self._context(
+                directory=True, go_query=urlencode({"go": "1", "next": self._next()})))
+        if directory:
             # A directory user proves it is them at the directory (prompt=login, max_age=0).
             try:
                 return redirect(entra_sign_in_start(

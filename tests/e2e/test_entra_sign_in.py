@@ -176,3 +176,66 @@ def test_samesite_strict_would_lose_the_sign_in_on_the_way_back(
             context.close()
     assert outcomes["Strict"] == "Sign-in refused"
     assert outcomes["Lax"] != "Sign-in refused"
+
+
+@pytest.mark.e2e
+def test_purge_with_an_old_sign_in_goes_through_the_directory_again_and_back(
+        entra_browser, live_server, emulator, portal_registration, hsm, key_name):
+    """Step-up in the browser: a purge 16 minutes after signing in sends the admin to the
+    authority, which asks for the password again (prompt=login, despite its own session),
+    and back to the deleted keys page, where the purge then goes on (to its approval)."""
+    import re
+    import time
+
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from keys_app import services
+    from portal.accounts.middleware import SIGNED_IN_AT
+    from portal.accounts.models import DirectoryIdentity
+    from tests.e2e.test_key_pages import make_key
+    from tests.support.approvals import run_approved
+
+    person = emulator.create_user(f"stepup-{uuid.uuid4().hex[:6]}@contoso.test", password=PASSWORD,
+                                  roles={portal_registration["client_id"]: ["admin"]})
+    context = entra_browser.new_context(base_url=live_server.url)
+    try:
+        page = context.new_page()
+        page.goto("/accounts/entra/start/")
+        page.get_by_label("Email or user name").fill(person["user_principal_name"])
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(f"{live_server.url}/")
+        admin = DirectoryIdentity.objects.get(object_id=person["object_id"]).user
+        make_key(hsm, admin, key_name)
+        run_approved(services.key_delete, hsm=hsm, name=key_name, actor=admin,
+                     request_id="r-del", confirm_name=key_name)
+        # The sign-in is now 16 minutes old.
+        cookie = {c["name"]: c for c in context.cookies()}["__Host-portal_session"]["value"]
+        session = SessionStore(session_key=cookie)
+        session[SIGNED_IN_AT] = int(time.time()) - 16 * 60
+        session.save()
+
+        deleted = f"{live_server.url}/hsms/{hsm.name}/deleted-keys/"
+        page.goto(deleted)
+        page.get_by_label(f"Type {key_name} to confirm purge").fill(key_name)
+        page.get_by_role("button", name="Purge permanently").click()
+        page.wait_for_url("**/accounts/reauthenticate/**")
+        expect(page.locator(".flash").first).to_contain_text("needs a sign-in within the last 15")
+        from tests.e2e.test_every_page import SHOTS, check_every_size, read_axe
+
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        assert check_every_size(page, "step-up", "admin-{}-accounts-reauthenticate-entra",
+                                read_axe()) == []
+        page.set_viewport_size({"width": 1280, "height": 800})
+        page.get_by_role("button", name="Sign in again with Microsoft Entra ID").click()
+        page.wait_for_url(f"{emulator.endpoints['authority']}/**")
+        assert "prompt=login" in page.url and "max_age=0" in page.url
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(deleted)
+        page.get_by_label(f"Type {key_name} to confirm purge").fill(key_name)
+        page.get_by_role("button", name="Purge permanently").click()
+        page.wait_for_url(re.compile(r"/approvals/\d+/$"))
+        expect(page.locator(".flash")).to_contain_text("Purge a deleted key needs approval")
+    finally:
+        context.close()

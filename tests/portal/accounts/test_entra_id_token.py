@@ -48,7 +48,9 @@ def test_step_up_sends_a_directory_user_to_sign_in_again_and_back(
     session = client.session
     session[SIGNED_IN_AT] = int(time.time()) - settings.PORTAL_STEP_UP_SECONDS - 60
     session.save()
-    to_authority = client.get("/accounts/reauthenticate/?next=/audit/&operation=key.purge")
+    page = client.get("/accounts/reauthenticate/?next=/audit/&operation=key.purge")
+    assert page.status_code == 200 and "Sign in again with Microsoft Entra ID" in page.content.decode()
+    to_authority = client.get("/accounts/reauthenticate/?go=1&next=/audit/")
     assert to_authority.status_code == 302
     query = dict(parse_qsl(urlsplit(to_authority["Location"]).query))
     assert (query["prompt"], query["max_age"]) == ("login", "0")
@@ -67,7 +69,7 @@ def test_step_up_refuses_an_answer_without_a_fresh_authentication(
         client, settings, entra_sign_in, directory_user, emulator, authority_browser, portal_app):
     person = directory_user("admin")
     assert entra_sign_in(person).status_code == 302
-    to_authority = client.get("/accounts/reauthenticate/?next=/audit/")
+    to_authority = client.get("/accounts/reauthenticate/?go=1&next=/audit/")
     emulator.id_token_fault(portal_app["client_id"], {"auth_time": int(time.time()) - 3600})
     back = authority_sign_in(authority_browser, emulator, to_authority["Location"],
                              person["user_principal_name"])
