@@ -267,7 +267,7 @@ def _wait(job_id: int, read, *, what: str, start: int, end: int) -> dict:
     while True:
         status = read()
         state = sd_gateway.operation_state(status["status"])
-        if state != "running":
+        if state in ("succeeded", "failed"):
             return status
         polls += 1
         job_progress(job_id=job_id, percent=min(end, start + polls),
@@ -299,7 +299,7 @@ def security_domain_activate_run(*, job_id: int) -> Job:
                 # A worker stopped after asking. If the HSM did not take the request, ask
                 # again; if it did, its answer (the security domain) is lost.
                 status = _read_status(sd_gateway.download_status, hsm)
-                if status["status"]:
+                if sd_gateway.operation_state(status["status"]) in ("running", "succeeded"):
                     return _activate_fail(job, custodians, (
                         "The worker stopped after the HSM returned its security domain and "
                         "before the portal kept it. The HSM may now be activated with a "

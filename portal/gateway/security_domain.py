@@ -31,13 +31,18 @@ def _status(model) -> dict:
     return {"status": str(status), "detail": getattr(model, "status_details", None) or ""}
 
 
+NOT_STARTED = frozenset({"", "notstarted", "not_started"})
+
+
 def operation_state(status: str) -> str:
-    """'succeeded', 'failed' or 'running' for a security-domain operation status."""
+    """'succeeded', 'failed', 'not_started' or 'running' for a security-domain status."""
     lowered = (status or "").lower()
     if lowered in SUCCEEDED:
         return "succeeded"
     if lowered in FAILED:
         return "failed"
+    if lowered in NOT_STARTED:
+        return "not_started"
     return "running"
 
 

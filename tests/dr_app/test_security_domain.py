@@ -361,3 +361,18 @@ def test_a_blob_the_hsm_cannot_restore_fails_the_upload_job(
     assert client.get(f"/api/v1/hsms/{target.name}/security-domain/").json()["activation"] != \
         "active"
     assert not SecurityDomainFile.objects.filter(purpose="upload", consumed__isnull=True).exists()
+
+
+def test_a_worker_that_stopped_before_asking_the_hsm_asks_it_on_resume(admin, source, custodians,
+                                                                       django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.security_domain_activate_start(
+            hsm=source, quorum=2, actor=admin, request_id="r",
+            custodians=[{"name": c.name, "certificate": pem(c)} for c in custodians])
+    # The first worker marked the operation, then died before the HSM saw the request:
+    # the HSM says its download has not started, so asking again is safe.
+    Job.objects.filter(pk=job.pk).update(external_operation_id="securitydomain/download")
+    security_domain_activate_run.apply(args=[job.pk], task_id=f"activate-{job.pk}")
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED, job.error
+    assert SecurityDomainFile.objects.filter(job=job).count() == 1
