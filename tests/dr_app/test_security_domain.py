@@ -376,3 +376,14 @@ def test_a_worker_that_stopped_before_asking_the_hsm_asks_it_on_resume(admin, so
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert SecurityDomainFile.objects.filter(job=job).count() == 1
+
+
+def test_recovery_is_refused_on_an_activated_hsm(client, admin, source, custodians):
+    signed_in(client, admin)
+    activate(client, source, custodians)
+    refused = client.post(f"/api/v1/hsms/{source.name}/security-domain/init-recovery/")
+    assert refused.status_code == 409
+    assert "already activated" in refused.json()["error"]["message"]
+    assert list(AuditEvent.objects.filter(action="security_domain.init_recovery")
+                .order_by("seq").values_list("outcome", flat=True)) == ["intent", "failed"]
+    assert SecurityDomainState.objects.get(hsm=source).exchange_key_sha256 == ""
