@@ -112,3 +112,58 @@ def restore_describe(payload: dict) -> dict:
         pass
     return {"title": f"Full restore of {hsm} from {folder}", "change": change,
             "context": context}
+
+
+def restore_steps(job: Job) -> list[dict]:
+    """A restore job's readiness checks and restore as steps: name, state, detail.
+
+    state: passed, failed, running, waiting, or skipped once the job has ended (from
+    params.gate and params.ops, written as the job goes).
+    """
+    from dr_app.services import GATE_CHECKS
+
+    gate = job.params.get("gate", [])
+    ops = job.params.get("ops", {})
+    failed_job = job.status == Job.Status.FAILED
+    steps, blocked = [], False
+    for index, name in enumerate(GATE_CHECKS):
+        if index < len(gate):
+            entry = gate[index]
+            state = "passed" if entry.get("ok") else "failed"
+            blocked = blocked or state == "failed"
+            steps.append({"name": name, "state": state, "detail": entry.get("detail", "")})
+            continue
+        current = not blocked and index == len(gate) and not job.is_finished
+        if index == 5 and "safety_backup" in ops and not blocked:
+            current = not job.is_finished
+            detail = ("taking a safety backup: HSM operation "
+                      f"{ops['safety_backup'].get('operation_id') or '(starting)'}")
+        else:
+            detail = ""
+        state = "failed" if failed_job and not blocked and index == len(gate) else \
+            "running" if current else "waiting"
+        blocked = blocked or state == "failed"
+        steps.append({"name": name, "state": state, "detail": detail})
+    restore = ops.get("restore", {})
+    what = f"Restore of key {job.params.get('key_name')}" if job.params.get("key_name") else \
+        "Full restore"
+    if restore.get("done"):
+        state, detail = "passed", f"HSM operation {restore.get('operation_id', '')}"
+    elif blocked:
+        state, detail = "waiting", "not started"
+    elif restore:
+        state = "failed" if failed_job else "running"
+        detail = f"HSM operation {restore.get('operation_id') or '(starting)'}"
+    else:
+        state, detail = ("failed" if failed_job else "waiting"), ""
+    steps.append({"name": what, "state": state, "detail": detail})
+    if job.is_finished:  # nothing waits any more: what did not run was skipped
+        for step in steps:
+            if step["state"] in ("waiting", "running"):
+                step["state"], step["detail"] = "skipped", ""
+    return steps
+
+
+def restore_job_get(*, job_id: int) -> Job:
+    """One restore job or 404."""
+    return get_object_or_404(Job.objects.select_related("hsm"), pk=job_id, kind="dr.restore")

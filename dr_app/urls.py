@@ -16,6 +16,8 @@ urlpatterns = [
     path("hsms/<str:hsm_id>/backups/schedules/<int:schedule_id>/delete/",
          views.ScheduleDeleteView.as_view(), name="schedule-delete"),
     path("hsms/<str:hsm_id>/restore/", views.RestoreView.as_view(), name="restore-create"),
+    path("restores/<int:restore_id>/", views.RestoreDetailView.as_view(),
+         name="restore-detail"),
     path("dr-drills/", views.DrillListView.as_view(), name="drill-list"),
     path("dr-drills/<int:drill_id>/", views.DrillDetailView.as_view(), name="drill-detail"),
 ]

@@ -177,7 +177,7 @@ class RestoreView(PortalPermissionMixin, View):
         if isinstance(result, Job):
             messages.success(request, f"Restore into {hsm.name} queued (job {result.pk}): "
                                       "the readiness checks run first.")
-            return redirect(result)
+            return redirect("dr:restore-detail", restore_id=result.pk)
         from portal.approvals.responses import page_pending
 
         return page_pending(request, result)
@@ -231,3 +231,15 @@ class DrillDetailView(PortalPermissionMixin, View):
             "dr_app/drill_detail.html"
         return render(request, template, {"drill": drill, "job": drill.job,
                                           "report": drill.report or {}})
+
+
+class RestoreDetailView(PortalPermissionMixin, View):
+    """One restore: its readiness checks and the restore as live steps (htmx, every second)."""
+
+    required_permission = "dr_app.view_backuprecord"
+
+    def get(self, request, restore_id: int):
+        job = selectors.restore_job_get(job_id=restore_id)
+        template = "dr_app/_restore_steps.html" if request.headers.get("HX-Request") else \
+            "dr_app/restore_detail.html"
+        return render(request, template, {"job": job, "steps": selectors.restore_steps(job)})

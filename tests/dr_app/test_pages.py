@@ -166,3 +166,18 @@ def test_the_approver_sees_the_full_restore_in_context(hsm, admin):
     assert shown["title"] == "Full restore of secondary from mhsm-primary-2026113009151234"
     assert ("Keys in the backup", 12) in shown["context"]
     assert ("Backup of", "primary") in shown["context"]
+
+
+def test_restore_page_shows_each_check_and_where_it_stopped(client, admin, secondary_hsm):
+    from portal.jobs.services import job_finish
+    from tests.e2e.test_every_page import seed_restore
+
+    job = seed_restore(secondary_hsm, admin)
+    client.force_login(admin)
+    page = client.get(f"/restores/{job.pk}/").content.decode()
+    states = [chunk.split('"')[0] for chunk in page.split('data-state="')[1:]]
+    assert states == ["passed", "passed", "failed", "skipped", "skipped", "skipped", "skipped"]
+    assert "does not exist in container" in page
+    backup_job = job_create(kind="dr.backup", actor=admin, hsm=secondary_hsm)
+    job_finish(job_id=backup_job.pk, ok=True)
+    assert client.get(f"/restores/{backup_job.pk}/").status_code == 404  # restores only

@@ -105,7 +105,38 @@ def seed(hsm, secondary_hsm, admin) -> dict:
                 hsm=hsm, name=name, actor=admin, request_id=uuid.uuid4().hex,
                 confirm_name=name, justification="Retired with the old ledger.",
                 ticket="CHG-1042").pk,
-            "drill_id": seed_drill(hsm, secondary_hsm, admin).pk}
+            "drill_id": seed_drill(hsm, secondary_hsm, admin).pk,
+            "binding_id": seed_cmk_binding(hsm, name).pk,
+            "restore_id": seed_restore(secondary_hsm, admin).pk}
+
+
+def seed_cmk_binding(hsm, key_name):
+    """A storage account that uses the key (as the usage scan records one)."""
+    from cmk_app.models import CmkBinding
+
+    rid = (f"/subscriptions/{uuid.uuid4()}/resourceGroups/rg-payments-weu/providers/"
+           f"Microsoft.Storage/storageAccounts/stpay{uuid.uuid4().hex[:8]}")
+    return CmkBinding.objects.create(hsm=hsm, key_name=key_name, resource_id=rid, kind="storage",
+                                     resource_name=rid.rsplit("/", 1)[-1],
+                                     resource_group="rg-payments-weu", location="westeurope",
+                                     status="active", origin="scan", version_in_use="")
+
+
+def seed_restore(hsm, admin):
+    """A selective restore stopped by its readiness gate (the folder was missing)."""
+    job = job_create(kind="dr.restore", actor=admin, hsm=hsm, params={
+        "hsm_id": hsm.name, "folder": "mhsm-primary-2026113009151234",
+        "container": "mhsm-backups", "key_name": "app-key", "auth_mode": "sas",
+        "mode": "selective", "gate": [
+            {"check": "Target reachable and activated", "ok": True,
+             "detail": f"HSM {hsm.name} answered an authenticated data-plane call."},
+            {"check": "Storage reachable", "ok": True, "detail": "The storage account answered."},
+            {"check": "Folder exists and is complete", "ok": False,
+             "detail": "Folder mhsm-primary-2026113009151234 does not exist in container "
+                       "mhsm-backups."}]})
+    job_finish(job_id=job.pk, ok=False, error="Not ready to restore — Folder exists and is "
+                                             "complete: it does not exist.")
+    return job
 
 
 def seed_drill(hsm, secondary_hsm, admin):
