@@ -25,3 +25,5 @@ class ApprovalsConfig(AppConfig):
                      section="Approvals")
         nav_register("All requests", "approvals:request-list", "approvals.view_approvalrequest",
                      section="Approvals")
+        nav_register("Policies", "approvals:policy-list", "approvals.view_approvalpolicy",
+                     section="Approvals")

@@ -65,3 +65,18 @@ def approval_trail(*, req: ApprovalRequest) -> QuerySet[AuditEvent]:
     own rows), found by the correlation id every one of them carries in its detail."""
     return (AuditEvent.objects.filter(detail__correlation_id=req.correlation_id)
             .order_by("seq"))
+
+
+def approval_policies() -> tuple[list, bool]:
+    """The policies in the order they are tried, and whether these are the built-in
+    defaults (the table is empty)."""
+    from portal.approvals.models import ApprovalPolicy
+    from portal.approvals.policy import DEFAULT_LIFETIME_HOURS, DEFAULTS
+
+    rows = list(ApprovalPolicy.objects.order_by("priority", "id"))
+    if rows:
+        return rows, False
+    return [ApprovalPolicy(name=name, operation_pattern=op, role_pattern=role,
+                           scope_pattern=scope, required_approvers=approvers,
+                           lifetime_hours=DEFAULT_LIFETIME_HOURS, priority=priority)
+            for name, op, role, scope, approvers, priority in DEFAULTS], True

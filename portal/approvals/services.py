@@ -424,3 +424,58 @@ def approval_notify(*, approval_id: int) -> int:
 def payload_text(payload: dict) -> str:
     """The payload as shown to people: canonical JSON."""
     return canonical_payload(payload)
+
+
+# Policies ---------------------------------------------------------------------------------
+
+def approval_policy_set(*, name: str, actor, request_id: str = "", operation_pattern: str = "*",
+                        role_pattern: str = "*", scope_pattern: str = "*",
+                        required_approvers: int = 1, lifetime_hours: int = 24,
+                        priority: int = 100):
+    """Create or change one approval policy (data). Audited with the old and new values;
+    applies to requests made from now on (a request keeps the rule it was made under)."""
+    from portal.approvals.models import ApprovalPolicy
+
+    name = _bounded(name, 200, "name", "policy name")
+    if not name:
+        raise BadInput("Name the policy.", fields={"name": ["Required."]})
+    for field, value, low, high in (("required_approvers", required_approvers, 1, 10),
+                                    ("lifetime_hours", lifetime_hours, 1, 720),
+                                    ("priority", priority, 0, 100000)):
+        if not isinstance(value, int) or not low <= value <= high:
+            raise BadInput(f"{field.replace('_', ' ').capitalize()} must be from {low} to "
+                           f"{high}.", fields={field: [f"{low} to {high}"]})
+    values = {"operation_pattern": _bounded(operation_pattern, 100, "operation_pattern",
+                                            "operation pattern") or "*",
+              "role_pattern": _bounded(role_pattern, 200, "role_pattern", "role pattern") or "*",
+              "scope_pattern": _bounded(scope_pattern, 300, "scope_pattern",
+                                        "scope pattern") or "*",
+              "required_approvers": required_approvers, "lifetime_hours": lifetime_hours,
+              "priority": priority}
+    with transaction.atomic():
+        current = ApprovalPolicy.objects.select_for_update().filter(name=name).first()
+        before = ({field: getattr(current, field) for field in values}
+                  if current is not None else None)
+        policy, _ = ApprovalPolicy.objects.update_or_create(name=name, defaults=values)
+        audit_record(actor=actor, action="approval_policy.set", target=f"approval-policy:{name}",
+                     request_id=request_id, outcome=AuditEvent.Outcome.RECORDED,
+                     detail={"before": before, "after": values})
+    return policy
+
+
+def approval_policy_delete(*, name: str, actor, request_id: str = "") -> None:
+    """Remove one approval policy. Audited. (With none left, the built-in defaults apply.)"""
+    from portal.approvals.models import ApprovalPolicy
+
+    with transaction.atomic():
+        policy = ApprovalPolicy.objects.select_for_update().filter(name=name).first()
+        if policy is None:
+            raise NotFound(f"No approval policy named {name!r}.")
+        before = {"operation_pattern": policy.operation_pattern,
+                  "role_pattern": policy.role_pattern, "scope_pattern": policy.scope_pattern,
+                  "required_approvers": policy.required_approvers,
+                  "lifetime_hours": policy.lifetime_hours, "priority": policy.priority}
+        policy.delete()
+        audit_record(actor=actor, action="approval_policy.delete",
+                     target=f"approval-policy:{name}", request_id=request_id,
+                     outcome=AuditEvent.Outcome.RECORDED, detail={"before": before})

@@ -163,3 +163,14 @@ class ApprovalCancelView(PortalPermissionMixin, View):
         else:
             messages.success(request, f"Cancelled request #{req.pk}.")
         return redirect("approvals:request-detail", approval_id=approval_id)
+
+
+class ApprovalPolicyListView(PortalPermissionMixin, View):
+    required_permission = "approvals.view_approvalpolicy"
+
+    def get(self, request):
+        from portal.approvals.selectors import approval_policies
+
+        policies, built_in = approval_policies()
+        return render(request, "approvals/policy_list.html",
+                      {"policies": policies, "built_in": built_in})

@@ -87,3 +87,36 @@ def test_all_requests_filters_by_status(client, admin, approver):
     assert ignored.status_code == 200
     assert f'href="/approvals/{gone.pk}/"' in ignored.content.decode()
     assert client.get("/approvals/999999/").status_code == 404
+
+
+def test_policies_are_shown_and_changed_only_by_an_admin_audited(client, admin, approver,
+                                                                  auditor):
+    import io
+
+    import pytest
+    from django.core.management import CommandError, call_command
+
+    from portal.approvals.models import ApprovalPolicy
+    from portal.audit.models import AuditEvent
+
+    ApprovalPolicy.objects.all().delete()
+    client.force_login(auditor)
+    page = client.get("/approvals/policies/").content.decode()
+    assert 'id="built-in-note"' in page and "Managed HSM Crypto Officer" in page
+    with pytest.raises(CommandError, match="active admin"):
+        call_command("approval_policy", "set", "Purges need three", "--as", approver.username)
+    with pytest.raises(CommandError, match="from 1 to 10"):
+        call_command("approval_policy", "set", "Purges need three", "--approvers", "11",
+                     "--as", admin.username)
+    call_command("approval_policy", "set", "Purges need three", "--operation", "key.purge",
+                 "--approvers", "3", "--hours", "8", "--priority", "5", "--as", admin.username,
+                 stdout=io.StringIO())
+    req = test_operation(actor=admin, request_id="r", note="policy")  # not a purge: 1
+    assert req.required_approvals == 1  # only the stored policy exists; it does not match
+    row = AuditEvent.objects.get(action="approval_policy.set")
+    assert row.actor_name == admin.username and row.detail["after"]["required_approvers"] == 3
+    page = client.get("/approvals/policies/").content.decode()
+    assert "Purges need three" in page and 'id="built-in-note"' not in page
+    call_command("approval_policy", "delete", "Purges need three", "--as", admin.username,
+                 stdout=io.StringIO())
+    assert AuditEvent.objects.filter(action="approval_policy.delete").exists()
