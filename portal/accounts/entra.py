@@ -167,6 +167,8 @@ def id_token_validate(id_token: str, *, nonce: str) -> EntraClaims:
         claims = token_verify(id_token, audience=settings.ENTRA_CLIENT_ID,
                               issuers=[discovery()["issuer"]],
                               required=("oid", "tid", "sub", "nonce"))
+    except jwt.PyJWKClientConnectionError:
+        raise SignInUnavailable()
     except jwt.PyJWKClientError:
         # No published key matches the header (a foreign key, `alg: none`, no kid).
         raise SignInRefused("The sign-in answer was not signed by the directory.",
