@@ -23,7 +23,7 @@ class BackupRecord(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
         FOUND = "found", "Found in storage"
-        DELETED = "deleted", "Deleted by retention"
+        DELETED = "deleted", "Deleted"
 
     hsm = models.ForeignKey("gateway.HsmInstance", null=True, blank=True,
                             on_delete=models.SET_NULL, related_name="backups")

@@ -439,6 +439,15 @@ def _catalog_merge(*, hsm: HsmInstance | None, container: str) -> int:
                 "finished": _unix(manifest.get("finished")) or entry["last_modified"],
                 "seen_in_storage": now})
         added += created
+    # Folders the catalog knew that storage no longer holds were deleted outside the portal.
+    gone = BackupRecord.objects.filter(
+        container=container, status__in=(BackupRecord.Status.SUCCEEDED,
+                                         BackupRecord.Status.FOUND)).exclude(folder="") \
+        .exclude(folder__in=found)
+    if hsm is not None:
+        gone = gone.filter(hsm=hsm)
+    gone.update(status=BackupRecord.Status.DELETED,
+                error="Not in the storage container any more (deleted outside the portal).")
     return added
 
 
@@ -494,7 +503,9 @@ def retention_apply(*, schedule: BackupSchedule, actor=None, request_id: str = "
         except PortalError as exc:
             audit_result(intent, ok=False, detail={"error": exc.code})
             continue
-        BackupRecord.objects.filter(pk=record.pk).update(status=BackupRecord.Status.DELETED)
+        BackupRecord.objects.filter(pk=record.pk).update(
+            status=BackupRecord.Status.DELETED,
+            error=f"Deleted by the retention rule of schedule {schedule.name}.")
         audit_result(intent, ok=True, detail={"blobs": blobs})
         deleted.append(record.folder)
     return deleted

@@ -120,8 +120,14 @@ def test_catalog_adds_folders_found_in_storage(hsm, admin, container, blobs,
     assert found.key_count is not None and found.size_bytes > 0
     assert services.catalog_refresh(hsm=hsm, container=container) == 0  # idempotent
     assert found.started is not None and found.finished >= found.started  # from the manifest
+    # A folder deleted outside the portal is marked so at the next read.
+    blobs.get_container_client(container).delete_blobs(*[
+        b.name for b in blobs.get_container_client(container).list_blobs()])
+    services.catalog_refresh(hsm=hsm, container=container)
+    found.refresh_from_db()
+    assert found.status == BackupRecord.Status.DELETED and "outside the portal" in found.error
     assert list(AuditEvent.objects.filter(action="backup.catalog.refresh").values_list(
-        "outcome", flat=True).order_by("seq")) == ["intent", "succeeded"] * 2
+        "outcome", flat=True).order_by("seq")) == ["intent", "succeeded"] * 3
 
 
 def test_pre_backup_check(hsm, admin, container):
