@@ -5,36 +5,14 @@ import uuid
 
 import pytest
 
-ARM_SCOPES = ["https://management.azure.com/.default"]
-GROUP = "rg-apps"
+from tests.support.cmk import GROUP, mgmt, start_cmk_emulator  # noqa: F401 (GROUP re-exported)
 
 
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
-    from azure.mgmt.keyvault import KeyVaultManagementClient
-    from azure.mgmt.keyvault.models import ManagedHsm, ManagedHsmProperties
-    from azure.mgmt.resource.resources import ResourceManagementClient
-
-    from tests.support.emulator import EmulatorProcess
-
-    process = EmulatorProcess(tmp_path_factory.mktemp("cmk-emulator"),
-                              extra_args=("--no-storage",)).start()
-    keyvault = mgmt(process, KeyVaultManagementClient)
-    keyvault.managed_hsms.begin_update(process.endpoints["resource_group"], "primary", ManagedHsm(
-        location="westeurope",
-        properties=ManagedHsmProperties(enable_purge_protection=True))).result()
-    resources = mgmt(process, ResourceManagementClient)
-    resources.resource_groups.create_or_update(GROUP, {"location": "westeurope"})
-    resources.resource_groups.create_or_update("rg-dr", {"location": "northeurope"})
+    process = start_cmk_emulator(tmp_path_factory.mktemp("cmk-emulator"))
     yield process
     process.stop()
-
-
-def mgmt(emulator, cls, **kwargs):
-    """A management client built the way a test verifies what the portal did (the SDK)."""
-    return cls(emulator.credential(), emulator.endpoints["subscription_id"],
-               base_url=emulator.endpoints["arm"], credential_scopes=ARM_SCOPES,
-               connection_verify=emulator.ca_bundle, **kwargs)
 
 
 @pytest.fixture
