@@ -115,7 +115,7 @@ def _request_create(*, operation, actor, payload, digest, target, request_id, ju
                                     required_approvals=req.required_approvals,
                                     policy=req.policy_name, expires=req.expires.isoformat(),
                                     justification=justification, ticket=ticket))
-        transaction.on_commit(lambda: approval_notify(approval_id=req.pk))
+        transaction.on_commit(lambda: _notify_later(req.pk))
     return req
 
 
@@ -384,6 +384,20 @@ def approvers_for(req: ApprovalRequest):
     users = (get_user_model().objects.filter(is_active=True, groups__name__in=(APPROVER, ADMIN))
              .distinct().select_related("directory_identity").order_by("pk"))
     return [user for user in users if not is_own_request(user, req)]
+
+
+def _notify_later(approval_id: int) -> None:
+    """Queue the approvers' email (SMTP never holds up a web request); a broker that is
+    down costs the email only: the request stands and the inbox shows it."""
+    if settings.EMAIL_BACKEND.endswith("dummy.EmailBackend"):
+        return
+    from portal.approvals.tasks import approval_notify as approval_notify_task
+
+    try:
+        approval_notify_task.delay(approval_id)
+    except Exception as exc:  # kombu raises many kinds
+        logger.warning("Approval #%s: email to approvers not queued (%s)", approval_id,
+                       exc.__class__.__name__)
 
 
 def approval_notify(*, approval_id: int) -> int:

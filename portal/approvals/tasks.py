@@ -20,3 +20,11 @@ def approval_expire_due() -> None:
     from portal.approvals import services
 
     services.approval_expire_due()
+
+
+@shared_task
+def approval_notify(approval_id: int) -> None:
+    """Email the approvers of one new request."""
+    from portal.approvals import services
+
+    services.approval_notify(approval_id=approval_id)
