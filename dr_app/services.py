@@ -869,7 +869,16 @@ def drill_run(*, job_id: int, token: str) -> Job | None:
                            low=55, high=85)
         job_progress(job_id=job.pk, percent=86, step="4/4 Comparing keys, versions and roles")
         _lease_renew(job.pk, token)
-        diff = snapshot_compare(storage.hsm_snapshot(primary), storage.hsm_snapshot(secondary))
+        def reading(name: str):
+            def on_progress(count: int) -> None:
+                _lease_renew(job.pk, token)  # a large HSM takes a while to read
+                job_progress(job_id=job.pk, percent=88 if name == primary.name else 94,
+                             step=f"4/4 Comparing: read {count} keys of {name}")
+            return on_progress
+
+        diff = snapshot_compare(
+            storage.hsm_snapshot(primary, on_progress=reading(primary.name)),
+            storage.hsm_snapshot(secondary, on_progress=reading(secondary.name)))
         verified_at = timezone.now()
         passed = not any(diff[k] for k in ("keys_missing", "keys_extra", "keys_versions_differ",
                                            "keys_state_differs", "role_assignments_missing",

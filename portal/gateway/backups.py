@@ -353,12 +353,13 @@ def _matches(action: str, patterns: list[str]) -> bool:
     return False
 
 
-def hsm_snapshot(hsm) -> dict:
+def hsm_snapshot(hsm, *, on_progress: Callable[[int], None] | None = None) -> dict:
     """What a restore must reproduce: each key's versions and state, and role assignments.
 
-    {"keys": {name: {"versions": [ids, sorted], "enabled": bool, "kty": str,
-    "tags": {...}}}, "role_assignments": [[name, scope, principal, role], ...] sorted}.
-    Role definitions are compared by their GUID (the same built-in role on two HSMs).
+    {"keys": {name: {"versions": [ids, sorted], "enabled": bool, "tags": {...}}},
+    "role_assignments": [[name, scope, principal, role], ...] sorted}. Role definitions are
+    compared by their GUID (the same built-in role on two HSMs). `on_progress(keys read)`
+    runs every 50 keys (a long read of a large HSM still reports).
     """
     from portal.gateway.clients import keys
 
@@ -369,6 +370,8 @@ def hsm_snapshot(hsm) -> dict:
             versions = sorted(v.version for v in client.list_properties_of_key_versions(props.name))
             snapshot["keys"][props.name] = {"versions": versions, "enabled": bool(props.enabled),
                                             "tags": dict(props.tags or {})}
+            if on_progress is not None and len(snapshot["keys"]) % 50 == 0:
+                on_progress(len(snapshot["keys"]))
         for assignment in access_control(hsm).list_role_assignments("/"):
             p = assignment.properties
             snapshot["role_assignments"].append(
