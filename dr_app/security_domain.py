@@ -205,7 +205,33 @@ def security_domain_status_refresh(*, hsm: HsmInstance) -> SecurityDomainState:
         state.activation, state.activation_detail = activation, detail[:300]
         state.checked = timezone.now()
         state.save(update_fields=["activation", "activation_detail", "checked"])
+        if activation == SecurityDomainState.Activation.ACTIVE and state.activated is None:
+            _pending_custodians_record(hsm=hsm, state=state)
     return state
+
+
+def _pending_custodians_record(*, hsm: HsmInstance, state: SecurityDomainState) -> None:
+    """The HSM turned out active after an activation job lost sight of it: its pending
+    custodians (of the latest activation that received a security domain) hold its keys."""
+    pending = Custodian.objects.filter(hsm=hsm, status=Custodian.Status.PENDING,
+                                       activation_job__isnull=False).order_by("-activation_job_id")
+    latest = pending.first()
+    if latest is None or not latest.activation_job.is_finished or not \
+            SecurityDomainFile.objects.filter(job_id=latest.activation_job_id,
+                                              purpose=SecurityDomainFile.Purpose.DOWNLOAD).exists():
+        return  # none, or its job still runs and records them itself
+    job = latest.activation_job
+    quorum = int(job.params.get("quorum") or 0) or None
+    Custodian.objects.filter(hsm=hsm, status=Custodian.Status.ACTIVE).update(
+        status=Custodian.Status.RETIRED)
+    count = Custodian.objects.filter(activation_job=job, status=Custodian.Status.PENDING).update(
+        status=Custodian.Status.ACTIVE)
+    state.quorum, state.activated = quorum, timezone.now()
+    state.save(update_fields=["quorum", "activated"])
+    audit_record(actor=None, action="custody.activate", target=sd_target(hsm),
+                 outcome=AuditEvent.Outcome.RECORDED,
+                 detail={"job": job.pk, "custodians": count, "quorum": quorum,
+                         "reason": "the HSM reported itself active after the job ended"})
 
 
 # -- activation (download) -----------------------------------------------------------------
@@ -327,13 +353,21 @@ def security_domain_activate_run(*, job_id: int) -> Job:
         status = _wait(job_id, lambda: sd_gateway.download_status(hsm), what="activating",
                        start=40, end=95)
     except PortalError as exc:
+        received = SecurityDomainFile.objects.filter(
+            job=job, purpose=SecurityDomainFile.Purpose.DOWNLOAD).exists()
+        if received:
+            return _activate_fail(job, custodians, (
+                f"The HSM returned its security domain, then the portal lost sight of the "
+                f"activation: {exc.message} Download the security domain from the Security "
+                f"domain tab anyway, and check the HSM's activation status there."),
+                maybe_activated=True)
         return _activate_fail(job, custodians, exc.message)
     outcome = sd_gateway.operation_state(status["status"])
     if outcome != "succeeded":
         detail = status.get("detail") or ("still activating when the portal stopped waiting"
-                                          if outcome == "running" else "activation failed")
+                                          if outcome != "failed" else "activation failed")
         return _activate_fail(job, custodians, f"The HSM did not activate: {detail}.",
-                              keep_file=True)
+                              maybe_activated=outcome != "failed")
     now = timezone.now()
     with transaction.atomic():
         state = state_for(hsm, lock=True)
@@ -363,13 +397,18 @@ def _numbers(custodian: Custodian) -> tuple[int, int]:
 
 
 def _activate_fail(job: Job, custodians: list[Custodian], message: str, *,
-                   keep_file: bool = False) -> Job:
-    if not keep_file:
+                   maybe_activated: bool = False) -> Job:
+    """End a failed activation job. When the HSM may still activate with the security
+    domain it returned (the portal lost sight of it, e.g. it stopped answering while the
+    job waited), that security domain stays offered for download and the custodians stay
+    pending, since they may well hold its keys; the next status check that finds the HSM
+    active records them (security_domain_status_refresh). Otherwise both are dropped."""
+    if not maybe_activated:
         for row in SecurityDomainFile.objects.filter(job=job, consumed__isnull=True):
             stash.stash_delete(file_id=row.pk)
-    Custodian.objects.filter(pk__in=[c.pk for c in custodians],
-                             status=Custodian.Status.PENDING).update(
-        status=Custodian.Status.RETIRED)
+        Custodian.objects.filter(pk__in=[c.pk for c in custodians],
+                                 status=Custodian.Status.PENDING).update(
+            status=Custodian.Status.RETIRED)
     return job_finish(job_id=job.pk, ok=False, error=message)
 
 

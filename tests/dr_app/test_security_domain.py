@@ -387,3 +387,30 @@ def test_recovery_is_refused_on_an_activated_hsm(client, admin, source, custodia
     assert list(AuditEvent.objects.filter(action="security_domain.init_recovery")
                 .order_by("seq").values_list("outcome", flat=True)) == ["intent", "failed"]
     assert SecurityDomainState.objects.get(hsm=source).exchange_key_sha256 == ""
+
+
+def test_an_hsm_lost_sight_of_while_activating_keeps_its_security_domain(client, sd_emulator,
+                                                                        admin, source,
+                                                                        custodians):
+    """The HSM took the download, then stopped answering the status poll: the job fails
+    but the security domain stays offered and the custodians pending; when the HSM is seen
+    active later, the custodians and quorum are recorded."""
+    signed_in(client, admin)
+    sd_emulator.fail("GET", "/securitydomain/download/pending", status=503, hsm="source")
+    job = activate(client, source, custodians, quorum=3)
+    sd_emulator.clear_faults("source")
+    assert job.status == Job.Status.FAILED
+    assert "Download the security domain" in job.error
+    assert set(Custodian.objects.filter(hsm=source).values_list("status", flat=True)) == \
+        {"pending"}
+    deadline = time.monotonic() + 30  # the HSM finishes activating on its own
+    while (status := client.get(f"/api/v1/hsms/{source.name}/security-domain/").json())[
+            "activation"] != "active":
+        assert status["activation"] == "in_progress" and time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert status["quorum"] == 3
+    assert set(Custodian.objects.filter(hsm=source).values_list("status", flat=True)) == \
+        {"active"}
+    assert AuditEvent.objects.filter(action="custody.activate").count() == 1
+    saved = client.post(f"/api/v1/hsms/{source.name}/security-domain/download/{job.pk}/")
+    assert saved.status_code == 200 and b"SharedKeys" in saved.content
