@@ -160,3 +160,23 @@ def test_an_unreachable_authority_is_a_503_sentence(client, entra_settings):
     response = client.get("/accounts/entra/start/")
     assert response.status_code == 503
     assert "cannot be reached; try again in a minute" in response.content.decode()
+
+
+def test_no_token_is_kept_in_the_session_the_database_or_the_log(client, entra_sign_in,
+                                                                directory_user, caplog):
+    """No JWT (header.payload.signature, base64url from eyJ) in the session, the audit trail
+    or any log record of the sign-in, even at DEBUG, before the handlers' redaction."""
+    import logging
+    import re
+
+    from django.contrib.sessions.models import Session
+
+    from portal.accounts.entra import FLOW
+
+    jwt_text = re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.")
+    caplog.set_level(logging.DEBUG)
+    assert entra_sign_in(directory_user("admin")).status_code == 302
+    session = Session.objects.get(session_key=client.session.session_key).get_decoded()
+    assert FLOW not in session and not jwt_text.search(str(session))
+    assert not [e for e in AuditEvent.objects.all() if jwt_text.search(str(e.detail))]
+    assert not [r.name for r in caplog.records if jwt_text.search(r.getMessage())]
