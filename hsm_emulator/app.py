@@ -5,7 +5,8 @@ Per request, in this order (the order the service answers in):
 1. ``/_emulator/*`` test controls (loopback only, no token; all but ``GET health``
    need this run's control secret in ``X-Emulator-Control``): ``GET health``,
    ``GET|POST|DELETE faults``, ``GET|PATCH properties`` (soft-delete retention days and
-   purge protection, which ARM owns on the real service).
+   purge protection, which ARM owns on the real service), ``GET audit`` / ``POST audit/flush``
+   (the HSM's audit events since a mark; write buffered ones to storage now).
 2. Injected faults (latency, then the injected error) and, with ``--throttle``, 429s.
 3. Challenge authentication before anything looks at the body: no bearer token → 401
    with ``WWW-Authenticate: Bearer authorization="<login host>/<tenant>",
@@ -26,12 +27,14 @@ URL is not used for token requests when the credential has its own authority.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import time
 from concurrent.futures import Executor
 from typing import Optional
 from urllib.parse import unquote
 
+from .audit import AuditTrail
 from .backup import FullBackup
 from .errors import HsmError, access_denied, bad_parameter
 from .faults import FaultInjector, Throttle
@@ -84,6 +87,8 @@ class HsmApp:
         self.throttle = Throttle() if throttle else None
         self._validator = validator
         self.backup = FullBackup(self, store)
+        # Audit events of every answered request (audit.py); delivered when a diagnostic setting is on.
+        self.audit = AuditTrail(props.name)
         # RBAC routes first: their scope prefix may itself start with /keys/<name>.
         # Backup/restore routes before the key routes (PUT /keys/<name>/restore).
         self._routes: list[Route] = (self.backup.routes() + self.sd.routes() + self.rbac.routes()
@@ -130,6 +135,7 @@ class HsmApp:
         if scope["type"] != "http":
             return
         started = time.perf_counter()
+        received = datetime.datetime.now(datetime.timezone.utc)
         path: str = scope["path"]
         if path.startswith("/_emulator/"):
             status, body = await self._control(scope, path, await _read_body(receive))
@@ -141,6 +147,9 @@ class HsmApp:
         extra: list[tuple[bytes, bytes]] = []
         client_ip = scope["client"][0] if scope.get("client") else ""
         authenticated = admin_challenge = False
+        claims: Optional[dict] = None
+        rbac: Optional[bool] = None
+        description: Optional[str] = None
         try:
             if self.faults:
                 await self._inject_fault(method, path)
@@ -150,6 +159,7 @@ class HsmApp:
             try:
                 claims = self._validator.validate(token)
             except ValueError as exc:
+                claims = None
                 raise _Challenge(route, f"The access token is not valid: {exc}") from None
             authenticated = True
             if route is None:
@@ -162,7 +172,8 @@ class HsmApp:
                 self.throttle.admit(route.action)
             if route.action is not None:
                 scopes = route.scopes(params)
-                if not self.rbac.allowed(claims["oid"], route.action, scopes):
+                rbac = self.rbac.allowed(claims["oid"], route.action, scopes)
+                if not rbac:
                     raise access_denied(f"Microsoft.KeyVault/managedHsm/{route.action}", scopes[-1])
             call = Call(method, path, params, scope["query_string"].decode("latin-1"), claims["oid"], body,
                         self.props.base_url, client_ip)
@@ -171,8 +182,10 @@ class HsmApp:
             reply = challenge.reply()
             extra.append((b"www-authenticate", self._challenge))
             admin_challenge = challenge.admin_route
+            description = challenge.reason
         except HsmError as error:
             reply = Reply(error.status, error.body(), error.headers)
+            description = error.message
         if reply.headers:
             extra.extend((k.lower().encode(), str(v).encode()) for k, v in reply.headers.items())
         if method == "GET" or reply.status == 404 or admin_challenge:
@@ -184,6 +197,12 @@ class HsmApp:
         payload = reply.body if isinstance(reply.body, bytes) else (b"" if reply.body is None else dumps(reply.body))
         latency = int((time.perf_counter() - started) * 1000)
         extra.append((b"x-ms-server-latency", str(latency).encode()))
+        # Recorded before the answer leaves: a caller that has its answer finds the event.
+        self.audit.record(when=received, method=method, path=path, query_string=scope["query_string"],
+                          pattern=route.pattern if route is not None else None, status=reply.status,
+                          claims=claims if authenticated else None, rbac=rbac, description=description,
+                          client_ip=client_ip, headers=scope["headers"], duration_ms=latency,
+                          base_url=self.props.base_url, params=params)
         await _send(send, reply.status, payload, _STATIC_HEADERS + extra)
 
     def _match(self, method: str, path: str) -> tuple[Optional[Route], dict]:
@@ -232,6 +251,8 @@ class HsmApp:
         if path == "/_emulator/provision" and method == "POST":
             self.reprovision()
             return 200, {"hsm": self.props.name, "activated": False}
+        if path == "/_emulator/audit" or path == "/_emulator/audit/flush":
+            return await self._audit_control(method, path, scope["query_string"])
         if path.startswith("/_emulator/backup"):
             answer = self.backup.control(method, path, body)
             if answer is not None:
@@ -251,6 +272,36 @@ class HsmApp:
                 except ValueError as exc:
                     return 400, {"error": {"code": "BadParameter", "message": str(exc)}}
         return 404, {"error": {"code": "NotFound", "message": f"No test control at {method} {path}."}}
+
+
+    async def _audit_control(self, method: str, path: str, query_string: bytes) -> tuple[int, dict]:
+        """``GET /_emulator/audit?since=<seq>&limit=<n>``: the activity since a mark;
+        ``POST /_emulator/audit/flush``: write buffered events to storage now."""
+        writer = self.audit.writer
+        if path == "/_emulator/audit/flush" and method == "POST":
+            written = 0
+            if writer is not None:
+                written = await asyncio.get_running_loop().run_in_executor(None, writer.flush)
+            return 200, {"hsm": self.props.name, "flushed": written, **self._delivery()}
+        if path == "/_emulator/audit" and method == "GET":
+            query = dict(part.split("=", 1) for part in query_string.decode("latin-1").split("&") if "=" in part)
+            try:
+                since = int(query.get("since", "0"))
+                limit = int(query.get("limit", "1000"))
+                if since < 0 or not 0 <= limit <= 100_000:
+                    raise ValueError
+            except ValueError:
+                return 400, {"error": {"code": "BadParameter", "message": "since is a sequence number (0 or more) "
+                                                                          "and limit is 0 to 100000."}}
+            return 200, {**self.audit.since(since, limit), **self._delivery()}
+        return 405, {"error": {"code": "MethodNotAllowed", "message": f"{method} is not served on {path}."}}
+
+    def _delivery(self) -> dict:
+        writer = self.audit.writer
+        if writer is None:
+            return {"written": 0, "pending": 0, "dropped": 0, "last_error": None}
+        return {"written": writer.written[self.props.name], "pending": writer.pending(self.props.name),
+                "dropped": writer.dropped[self.props.name], "last_error": writer.last_error}
 
 
 class _Challenge(Exception):

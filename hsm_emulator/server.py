@@ -32,6 +32,8 @@ import uvicorn
 
 from .app import HsmApp
 from .arm import ResourceManager
+from .arm_diagnostics import install as install_diagnostics
+from .audit import AuditWriter
 from .certs import CA_KEY_FILE, SERVER_KEY_FILE, TlsFiles, ensure_tls
 from .graph import Graph
 from .hsm import HsmProperties, SecurityDomain
@@ -120,6 +122,9 @@ class Emulator:
             self.hsms[name] = hsm
             self._apps[sock.getsockname()[1]] = hsm
         self.resource_manager.managed_hsms.register(self.hsms)
+        # HSM audit events go to the emulator's storage while a diagnostic setting asks (audit.py).
+        self.audit_writer = AuditWriter(self.storage)
+        install_diagnostics(self.resource_manager, self.audit_writer)
         if options.demo_estate:
             self.resource_manager.services.seed_demo_estate()
 
@@ -195,6 +200,7 @@ class Emulator:
             await server.serve(sockets=self.sockets)
         finally:
             publisher.cancel()
+            self.audit_writer.close()
             if self.azurite is not None:
                 self.azurite.stop()
             self.executor.shutdown(wait=False, cancel_futures=True)

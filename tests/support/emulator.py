@@ -268,6 +268,15 @@ class EmulatorProcess:
         """Move ``hsm``'s completed full backups ``seconds`` into the past (the 30-minute restore rule)."""
         return self._control(self.hsm_url(hsm), "POST", "/_emulator/backup/age", {"seconds": seconds})
 
+    def audit(self, hsm: str = "primary", since: int = 0, limit: int = 1000) -> dict:
+        """The HSM's audit events after mark ``since``: ``seq`` (the next mark), ``count``, ``value``,
+        ``delivering`` (a diagnostic setting is on), ``written``/``pending``/``dropped`` lines."""
+        return self._control(self.hsm_url(hsm), "GET", f"/_emulator/audit?since={since}&limit={limit}")
+
+    def flush_audit(self, hsm: str = "primary") -> dict:
+        """Write the HSM's buffered audit events to storage now."""
+        return self._control(self.hsm_url(hsm), "POST", "/_emulator/audit/flush")
+
     def health(self, hsm: str = "primary") -> dict:
         """The HSM's readiness document."""
         return self._control(self.hsm_url(hsm), "GET", "/_emulator/health")
