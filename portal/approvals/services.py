@@ -13,7 +13,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage, get_connection
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -134,7 +134,7 @@ def _claim_for_execution(*, approval, operation: str, digest: str, actor) -> Non
             refusal = ("payload_changed", "The request was changed after it was approved (its "
                        "operation or details differ from what the approvers saw), so the "
                        "approval is void. Make a new request.")
-            if req.status != Status.VOID:
+            if req.status in ApprovalRequest.OPEN:
                 ApprovalRequest.objects.filter(pk=req.pk).update(status=Status.VOID,
                                                                  finished=now)
         elif not (same_principal(actor, req.requester)
@@ -325,6 +325,39 @@ def approval_expire_due() -> int:
                          detail=_detail(req, expires=req.expires.isoformat()))
             expired += 1
     return expired
+
+
+def approval_requeue_stalled(*, queued_for: timezone.timedelta = timezone.timedelta(minutes=10)
+                             ) -> int:
+    """Beat: an approved request whose job never ran (the broker refused it, so the job was
+    failed; or its message was lost) gets it queued again, before it expires. Running it
+    twice is harmless: the job claim and the approval claim each let one run through.
+    Returns how many were queued again."""
+    from portal.approvals.tasks import approval_execute as approval_execute_task
+    from portal.jobs.models import Job
+
+    now = timezone.now()
+    stalled = ApprovalRequest.objects.filter(status=Status.APPROVED, expires__gt=now).filter(
+        models.Q(job__isnull=True) | models.Q(job__status=Job.Status.FAILED)
+        | models.Q(job__status=Job.Status.QUEUED, job__created__lt=now - queued_for))
+    count = 0
+    for pk in list(stalled.values_list("pk", flat=True)[:100]):
+        with transaction.atomic():
+            req = _locked(pk)
+            if req.status != Status.APPROVED or req.expires <= now:
+                continue
+            job = req.job
+            if job is not None and job.status == Job.Status.QUEUED:
+                job_enqueue_on_commit(job=job, task=approval_execute_task)  # same job again
+            else:
+                req.job = _execution_queue(req)
+                req.save(update_fields=["job"])
+            audit_record(actor=None, action="approval.requeue", target=req.target,
+                         outcome=AuditEvent.Outcome.RECORDED,
+                         detail=_detail(req, job_id=req.job_id,
+                                        previous_job_id=job.pk if job else None))
+            count += 1
+    return count
 
 
 # Executing --------------------------------------------------------------------------------

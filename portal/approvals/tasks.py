@@ -16,10 +16,12 @@ def approval_execute(self, job_id: int) -> None:
 
 @shared_task
 def approval_expire_due() -> None:
-    """Beat: mark open requests past their expiry as expired."""
+    """Beat: mark open requests past their expiry as expired, and queue again the approved
+    ones whose job never ran."""
     from portal.approvals import services
 
     services.approval_expire_due()
+    services.approval_requeue_stalled()
 
 
 @shared_task

@@ -415,3 +415,25 @@ def test_the_audit_trail_links_request_approvals_and_execution_by_one_id(client,
     page = client.get(f"/approvals/{req.pk}/").content.decode()
     assert req.correlation_id in page and "approval.execute" in page
     assert "Executed" in page and "ok 2" in page
+
+
+def test_an_approved_request_whose_job_never_ran_is_queued_again(admin, approver):
+    """The broker refused the job (job_enqueue_on_commit failed it): the beat sweep gives
+    the approved request a new job, which runs it once."""
+    from portal.approvals.services import approval_requeue_stalled
+    from portal.jobs.models import Job
+    from portal.jobs.services import job_finish
+
+    req = test_operation(actor=admin, request_id="r", note="stalled")
+    req = approval_decide(approval_id=req.pk, actor=approver, decision="approve")
+    lost = req.job
+    job_finish(job_id=lost.pk, ok=False, error="The task queue is unavailable (OperationalError).")
+    assert approval_requeue_stalled() == 1
+    req.refresh_from_db()
+    assert req.job_id != lost.pk and req.job.status == Job.Status.QUEUED
+    assert approval_requeue_stalled() == 0  # a fresh queued job is left alone
+    run_job(req)
+    req.refresh_from_db()
+    assert req.status == "executed" and runs(req.pk) == 1
+    assert AuditEvent.objects.filter(action="approval.requeue",
+                                     detail__previous_job_id=lost.pk).exists()
