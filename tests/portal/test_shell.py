@@ -44,15 +44,18 @@ def test_each_role_sees_only_the_groups_and_pages_it_may_use(personas):
         "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
         "Approvals": ["Approval inbox", "My requests", "All requests", "Policies"],
         "Recovery": ["Backups", "DR drills", "Security domain"],
+        "Encryption": ["Customer-managed keys"],
         "Audit & compliance": ["Audit trail"], "Jobs": ["Jobs"]}
     assert labels(shell_for(personas["approver"], "/")) == {
         "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
         "Approvals": ["Approval inbox", "My requests", "All requests", "Policies"],
-        "Recovery": ["Backups", "DR drills", "Security domain"]}
+        "Recovery": ["Backups", "DR drills", "Security domain"],
+        "Encryption": ["Customer-managed keys"]}
     assert labels(shell_for(personas["auditor"], "/")) == {
         "Overview": ["Dashboard", "HSMs"], "Keys": ["Keys"],
         "Approvals": ["My requests", "All requests", "Policies"],
         "Recovery": ["Backups", "DR drills", "Security domain"],
+        "Encryption": ["Customer-managed keys"],
         "Audit & compliance": ["Audit trail"], "Jobs": ["Jobs"]}
     assert labels(shell_for(personas["outsider"], "/")) == {"Overview": ["Dashboard"]}
 
