@@ -33,8 +33,9 @@ AZURITE = ROOT / "node_modules" / ".bin" / "azurite-blob"
 
 
 # Seconds each child may take to stop after SIGTERM before it is killed. gunicorn's is its
-# graceful_timeout (deploy/gunicorn.conf.py) plus a margin.
-GRACE = {"gunicorn": 25, "worker": 30, "beat": 10, "azurite": 10, "emulator": 10}
+# graceful_timeout (deploy/gunicorn.conf.py) plus a margin; the emulator's covers the Azurite it
+# stops first (up to 20 s, so that Azurite saves its data).
+GRACE = {"gunicorn": 25, "worker": 30, "beat": 10, "azurite": 10, "emulator": 25}
 
 
 class Stopping(Exception):

@@ -94,7 +94,10 @@ class Azurite:
 
     def start(self) -> None:
         """Spawn Azurite; ``wait_ready`` tells when it listens."""
-        args = [str(AZURITE_BIN), "--blobHost", self.host, "--blobPort", str(self.port), "--silent",
+        # A short keep-alive: on SIGTERM Azurite closes its server, which waits for idle
+        # keep-alive connections, and only then saves its metadata.
+        args = [str(AZURITE_BIN), "--blobHost", self.host, "--blobPort", str(self.port), "--blobKeepAliveTimeout", "1",
+                "--silent",
                 "--disableTelemetry", "--skipApiVersionCheck", "--cert", str(self._cert), "--key", str(self._key),
                 "--oauth", "basic"]
         if self._ephemeral:
@@ -126,8 +129,12 @@ class Azurite:
             writer.close()
             return
 
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM, then SIGKILL after ``timeout``: Azurite, by the pid the emulator started."""
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM, then SIGKILL after ``timeout``: Azurite, by the pid the emulator started.
+
+        Azurite saves its metadata (containers, blobs) on a graceful stop and otherwise every
+        few seconds: it gets time to finish, so a durable state directory keeps what was written.
+        """
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

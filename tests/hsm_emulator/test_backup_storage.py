@@ -100,8 +100,11 @@ def test_backups_and_their_jobs_survive_a_restart_with_a_durable_state_directory
         token = poller.continuation_token()
         folder = poller.result().folder_url.rsplit("/", 1)[1]
         key = storage["account_key"]
+        (azurite,) = _azurite_children(emulator.pid)
     finally:
         emulator.stop()
+    # The emulator returns once its Azurite has stopped (and saved what it holds).
+    assert not _alive(azurite)
     assert (state / "azurite").is_dir()
 
     emulator = EmulatorProcess(state, ephemeral=False).start()

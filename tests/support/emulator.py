@@ -85,8 +85,11 @@ class EmulatorProcess:
         self._ssl = ssl.create_default_context(cafile=self.ca_bundle)
         return self
 
-    def stop(self, timeout: float = 10) -> None:
-        """Terminate the process this object started (SIGTERM, then SIGKILL)."""
+    def stop(self, timeout: float = 30) -> None:
+        """Terminate the process this object started (SIGTERM, then SIGKILL after ``timeout``).
+
+        The emulator stops its Azurite first (which saves its data), so it may take seconds.
+        """
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
