@@ -25,6 +25,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
+from urllib.parse import urlencode
 
 import jwt
 import msal
@@ -231,6 +232,18 @@ def claims_of(claims: dict) -> EntraClaims:
         groups=tuple(str(g).lower() for g in claims.get("groups") or ()),
         auth_time=claims.get("auth_time"), app_id=str(claims.get("appid")
                                                       or claims.get("azp") or ""))
+
+
+def entra_sign_out_url(after: str) -> str:
+    """The authority's sign-out (end_session_endpoint) coming back to `after`; "" if the
+    authority names none or cannot be reached."""
+    try:
+        endpoint = discovery().get("end_session_endpoint") or ""
+    except (requests.RequestException, ValueError):
+        return ""
+    if not endpoint:
+        return ""
+    return f"{endpoint}?{urlencode({'post_logout_redirect_uri': after})}"
 
 
 def redirect_uri(request) -> str:

@@ -22,7 +22,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
 from portal.accounts.entra import (SignInRefused, SignInUnavailable, entra_enabled,
-                                   entra_sign_in_complete, entra_sign_in_start)
+                                   entra_sign_in_complete, entra_sign_in_start,
+                                   entra_sign_out_url)
 from portal.accounts.identity import principal_id
 from portal.accounts.services import directory_user_sync
 from portal.accounts.throttle import (DEVICE_COOKIE, DEVICE_COOKIE_AGE, client_address,
@@ -59,7 +60,11 @@ class SignInView(auth_views.LoginView):
     redirect_authenticated_user = True
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(entra=entra_enabled(),
+        entra_sign_out = ""
+        if entra_enabled() and self.request.GET.get("signed_out") == "directory":
+            entra_sign_out = entra_sign_out_url(
+                self.request.build_absolute_uri(reverse("accounts:login")))
+        return super().get_context_data(entra=entra_enabled(), entra_sign_out=entra_sign_out,
                                         break_glass=settings.PORTAL_BREAK_GLASS, **kwargs)
 
     def post(self, request, *args, **kwargs):
@@ -155,12 +160,21 @@ class EntraCallbackView(View):
 
 
 class SignOutView(auth_views.LogoutView):
+    """Sign out of the portal: audited, the session deleted server-side. A directory user
+    is then offered a link to sign out of Entra ID too (its single sign-on session is the
+    directory's; a form's redirect may not leave the portal, CSP form-action 'self')."""
+
     def post(self, request, *args, **kwargs):
+        directory = False
         if request.user.is_authenticated:
+            directory = not request.user.has_usable_password()
             audit_record(actor=request.user, action="auth.sign_out",
                          target=f"user:{request.user.get_username()}", request_id=request.id,
                          outcome=AuditEvent.Outcome.RECORDED)
-        return super().post(request, *args, **kwargs)
+        response = super().post(request, *args, **kwargs)
+        if directory and entra_enabled() and response.status_code == 302:
+            response["Location"] = reverse("accounts:login") + "?signed_out=directory"
+        return response
 
 
 class ReauthenticateView(LoginRequiredMixin, View):

@@ -105,7 +105,8 @@ def test_each_role_signs_in_through_the_authority_and_sees_what_it_may(
             assert session["secure"] and session["httpOnly"] and session["sameSite"] == "Lax"
             page.goto("/")
             page.get_by_role("button", name="Sign out").click()
-            page.wait_for_url("**/accounts/login/")
+            page.wait_for_url("**/accounts/login/?signed_out=directory")
+            expect(page.get_by_role("link", name="sign out of Microsoft Entra ID too")).to_be_visible()
             assert "__Host-portal_session" not in {c["name"] for c in context.cookies()
                                                    if c["value"]}
             assert csp_errors == []
@@ -141,6 +142,9 @@ def test_the_sign_in_and_refusal_pages_read_well(entra_browser, live_server, por
         page = context.new_page()
         page.goto("/accounts/login/")
         problems = check_every_size(page, "entra sign-in", "anonymous-{}-accounts-login-entra", axe)
+        page.goto("/accounts/login/?signed_out=directory")
+        expect(page.get_by_role("link", name="sign out of Microsoft Entra ID too")).to_be_visible()
+        problems += check_every_size(page, "signed out", "anonymous-{}-accounts-signed-out", axe)
         response = page.goto("/accounts/entra/callback/?code=x&state=y")
         assert response.status == 403
         expect(page.get_by_role("alert")).to_contain_text("No sign-in is in progress")

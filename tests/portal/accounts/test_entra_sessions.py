@@ -143,3 +143,22 @@ def test_privileged_sessions_end_12_hours_after_sign_in_however_active(
     if signed_out:
         event = AuditEvent.objects.get(action="auth.sign_out")
         assert (event.detail["reason"], event.detail["limit_seconds"]) == ("lifetime", 43200)
+
+
+def test_signing_out_offers_to_end_the_directory_session_too(client, entra_sign_in, directory_user,
+                                                             emulator, authority_browser):
+    person = directory_user("auditor")
+    assert entra_sign_in(person).status_code == 302
+    out = client.post("/accounts/logout/")
+    assert out["Location"] == "/accounts/login/?signed_out=directory"
+    page = client.get(out["Location"], HTTP_HOST="localhost").content.decode()
+    link = page.split("sign out of Microsoft Entra ID too")[0].rsplit('href="', 1)[1].split('"')[0]
+    link = link.replace("&amp;", "&")
+    assert link.startswith(emulator.endpoints["authority"]) and "post_logout_redirect_uri" in link
+    # At the authority: its session ends and the browser comes back to the portal's sign-in.
+    back = authority_browser.get(link)
+    assert back.status_code in (302, 303)
+    assert back.headers["location"] == "http://localhost/accounts/login/"
+    # The next sign-in asks for the password again (no single sign-on left).
+    page = authority_browser.get(start(client))
+    assert page.status_code == 200 and 'name="password"' in page.text
