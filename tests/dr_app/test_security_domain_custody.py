@@ -190,3 +190,28 @@ def test_the_security_domain_overview_lists_every_hsm_with_its_custody(client, a
     assert {w.problem for w in rows["vault"].warnings} == {"never_proven", "quorum_at_risk"}
     assert rows["spare"].warnings == [] and rows["spare"].custodians == 0
     assert "2 warnings" in text
+
+
+def test_retire_and_quorum_from_the_pages(client, admin, auditor, vault, people):
+    custodian = add(vault, people[0], admin)
+    page = signed_in(client, admin)
+    base = f"/hsms/{vault.name}/security-domain/"
+    wrong = page.post(f"{base}custodians/{custodian.pk}/retire/", {"confirm_name": "someone"},
+                      follow=True)
+    assert "Type the custodian's name" in wrong.content.decode()
+    custodian.refresh_from_db()
+    assert custodian.status == "active"
+    done = page.post(f"{base}custodians/{custodian.pk}/retire/", {"confirm_name": "keeper0"})
+    assert done.status_code == 302 and done["Location"] == base
+    custodian.refresh_from_db()
+    assert custodian.status == "retired"
+    assert page.post(f"{base}quorum/", {"quorum": "3"}).status_code == 302
+    bad = page.post(f"{base}quorum/", {"quorum": "1"}, follow=True)
+    assert "from 2 to 10" in bad.content.decode()
+    from dr_app.models_sd import SecurityDomainState
+
+    assert SecurityDomainState.objects.get(hsm=vault).quorum == 3
+    # An auditor reads the custodian's page but has no proof, retire or quorum forms.
+    text = signed_in(client, auditor).get(f"{base}custodians/{custodian.pk}/").content.decode()
+    assert "Custodian keeper0" in text and "Retire custodian" not in text
+    assert signed_in(client, auditor).post(f"{base}quorum/", {"quorum": "2"}).status_code == 403
