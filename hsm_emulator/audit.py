@@ -27,8 +27,9 @@ The writer keeps lines in a buffer and a daemon thread appends them every
         MICROSOFT.KEYVAULT/MANAGEDHSMS/<NAME>/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json
 
 one JSON object per line, in request order. ``POST /_emulator/audit/flush`` writes what is
-buffered at once. The data plane pays for a dict and a deque append per request, plus one
-``json.dumps`` when a setting is on; storage I/O never runs on the event loop.
+buffered at once. The data plane pays for a tuple and a deque append per request (the event is built when it
+is read), plus building it and one ``json.dumps`` when a setting is on; storage I/O never
+runs on the event loop.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def blob_path(resource_id: str, when: datetime.datetime) -> str:
 
 
 def _time(when: datetime.datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    """``2026-11-30T10:05:03.1234560Z``: seven fractional digits, as Azure Monitor writes them."""
+    return when.replace(tzinfo=None).isoformat(timespec="microseconds") + "0Z"
 
 
 class AuditTrail:
@@ -135,7 +137,7 @@ class AuditTrail:
     def __init__(self, hsm: str, keep: int = KEEP_EVENTS) -> None:
         self.hsm = hsm
         self.seq = 0  # events recorded since start; a mark is a value of it
-        self.events: collections.deque = collections.deque(maxlen=keep)  # (seq, event)
+        self.events: collections.deque = collections.deque(maxlen=keep)  # (seq, raw request facts)
         self.resource_id = ""  # the ARM id, set when Resource Manager serves the HSM
         self.tenant_id = ""
         self.location = ""
@@ -145,16 +147,31 @@ class AuditTrail:
     def record(self, *, when: datetime.datetime, method: str, path: str, query_string: bytes,
                pattern: Optional[str], status: int, claims: Optional[dict], rbac: Optional[bool],
                description: Optional[str], client_ip: str, headers: list, duration_ms: int,
-               base_url: str, params: dict) -> dict:
-        """Record one answered request; returns the event."""
+               base_url: str, params: dict) -> None:
+        """Record one answered request.
+
+        Only what the event needs is kept (two headers, never the token); the event itself is
+        built when it is delivered or read, so an HSM without a setting pays for a tuple."""
         client_info = correlation = ""
-        api_version = ""
         for name, value in headers:
             if name == b"user-agent":
                 client_info = value.decode("latin-1")
             elif name == b"x-ms-client-request-id":
                 correlation = value.decode("latin-1")
+        identity = {k: claims[k] for k in _CLAIMS if k in claims} if claims else None
+        raw = (when, method, path, query_string, pattern, status, identity, rbac, description, client_ip,
+               client_info, correlation, duration_ms, base_url, params)
+        self.seq += 1
+        self.events.append((self.seq, raw))
+        if self.delivering and self.writer is not None:
+            self.writer.put(self, raw)  # the writer thread builds and serializes the event
+
+    def event(self, raw: tuple) -> dict:
+        """The ``AuditEvent`` of a recorded request."""
+        (when, method, path, query_string, pattern, status, identity, rbac, description, client_ip,
+         client_info, correlation, duration_ms, base_url, params) = raw
         query = query_string.decode("latin-1")
+        api_version = ""
         for part in query.split("&"):
             if part.startswith("api-version="):
                 api_version = part[len("api-version="):]
@@ -169,11 +186,11 @@ class AuditTrail:
         }
         if rbac is not None:
             properties["isRbacAuthorized"] = rbac
-        event = {
+        return {
             "TenantId": self.tenant_id,
             "time": _time(when),
             "resourceId": self.resource_id.upper(),
-            "operationName": operation_name(method, pattern, claims is not None),
+            "operationName": operation_name(method, pattern, identity is not None),
             "operationVersion": api_version,
             "category": CATEGORY,
             "resultType": "Failure" if status >= 500 else "Success",
@@ -182,23 +199,18 @@ class AuditTrail:
             "durationMs": str(duration_ms),
             "callerIpAddress": client_ip,
             "correlationId": correlation,
-            "identity": {"claim": {k: claims[k] for k in _CLAIMS if k in claims}} if claims else None,
+            "identity": {"claim": identity} if identity is not None else None,
             "properties": properties,
             "location": self.location,
         }
-        self.seq += 1
-        self.events.append((self.seq, event))
-        if self.delivering and self.writer is not None:
-            self.writer.put(self.hsm, blob_path(self.resource_id, when), json.dumps(event, separators=(",", ":")))
-        return event
 
     def since(self, mark: int, limit: int) -> dict:
         """The events after ``mark`` (oldest first, at most ``limit``) and their count."""
         count = max(0, self.seq - mark)
-        kept = [(seq, event) for seq, event in self.events if seq > mark][:limit] if count else []
+        kept = [(seq, raw) for seq, raw in self.events if seq > mark][:limit] if count else []
         return {"hsm": self.hsm, "seq": self.seq, "mark": mark, "count": count, "truncated": len(kept) < count,
                 "delivering": self.delivering,
-                "value": [dict(event, _seq=seq) for seq, event in kept]}
+                "value": [dict(self.event(raw), _seq=seq) for seq, raw in kept]}
 
 
 def _object_id(base_url: str, path: str, params: dict) -> str:
@@ -219,7 +231,7 @@ class AuditWriter:
         self.interval = interval
         self._lock = threading.Lock()  # guards _pending
         self._flush_lock = threading.Lock()  # one flush at a time, so blobs keep request order
-        self._pending: list[tuple[str, str, str]] = []  # (hsm, blob path, line)
+        self._pending: list[tuple[AuditTrail, tuple]] = []  # (trail, raw request facts), in request order
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._closed = False
@@ -229,20 +241,20 @@ class AuditWriter:
         self.dropped: collections.Counter = collections.Counter()
         self.last_error: Optional[str] = None
 
-    def put(self, hsm: str, path: str, line: str) -> None:
+    def put(self, trail: AuditTrail, raw: tuple) -> None:
         with self._lock:
-            self._pending.append((hsm, path, line))
+            self._pending.append((trail, raw))
             if len(self._pending) > MAX_PENDING:
                 lost = self._pending[: len(self._pending) - MAX_PENDING]
                 del self._pending[: len(lost)]
-                self.dropped.update(h for h, _, _ in lost)
+                self.dropped.update(t.hsm for t, _ in lost)
         if self._thread is None and not self._closed:
             self._thread = threading.Thread(target=self._run, name="hsm-audit-writer", daemon=True)
             self._thread.start()
 
     def pending(self, hsm: Optional[str] = None) -> int:
         with self._lock:
-            return sum(1 for h, _, _ in self._pending if hsm is None or h == hsm)
+            return sum(1 for t, _ in self._pending if hsm is None or t.hsm == hsm)
 
     def _run(self) -> None:
         while not self._closed:
@@ -268,25 +280,25 @@ class AuditWriter:
             if not batch:
                 return 0
             if self.config is None:
-                self.dropped.update(h for h, _, _ in batch)
+                self.dropped.update(t.hsm for t, _ in batch)
                 return 0
-            groups: dict[str, list[tuple[str, str]]] = {}
-            for hsm, path, line in batch:
-                groups.setdefault(path, []).append((hsm, line))
+            groups: dict[str, list[tuple[AuditTrail, tuple]]] = {}
+            for trail, raw in batch:
+                groups.setdefault(blob_path(trail.resource_id, raw[0]), []).append((trail, raw))
             done = 0
-            failed: list[tuple[str, str, str]] = []
-            for path, lines in groups.items():
+            failed: list[tuple[AuditTrail, tuple]] = []
+            for path, items in groups.items():
                 if failed:
-                    failed.extend((hsm, path, line) for hsm, line in lines)
+                    failed.extend(items)
                     continue
                 try:
-                    self._append(path, [line for _, line in lines])
-                except Exception as exc:  # storage unreachable or refusing: keep the lines, try again
+                    self._append(path, [json.dumps(t.event(raw), separators=(",", ":")) for t, raw in items])
+                except Exception as exc:  # storage unreachable or refusing: keep the events, try again
                     self.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-                    failed.extend((hsm, path, line) for hsm, line in lines)
+                    failed.extend(items)
                     continue
-                self.written.update(hsm for hsm, _ in lines)
-                done += len(lines)
+                self.written.update(t.hsm for t, _ in items)
+                done += len(items)
             if failed:
                 with self._lock:
                     self._pending[:0] = failed
