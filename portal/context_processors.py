@@ -109,7 +109,8 @@ def switcher_object_register(namespace: str, kwarg: str, exists: Callable[[str, 
 
 # Breadcrumb words for URL segments that are not names of objects.
 CRUMB_WORDS = {"hsms": "HSMs", "new": "Create", "import": "Import or restore",
-               "audit": "Audit trail", "api": "API", "dr-drills": "DR drills"}
+               "audit": "Audit trail", "api": "API", "dr-drills": "DR drills",
+               "cmk": "Customer-managed keys", "resource": "Azure resource"}
 
 
 def navigation(request) -> dict:

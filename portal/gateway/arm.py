@@ -387,7 +387,7 @@ def hsm_resource_get(hsm) -> dict:
     identity = getattr(item, "identity", None)
     return {
         "id": item.id, "name": item.name, "location": item.location,
-        "sku": f"{_value(item.sku, 'family') or ''} {_value(item.sku, 'name') or ''}".strip(),
+        "sku": _value(item.sku, "name") or "",
         "provisioning_state": _value(props, "provisioning_state") or "",
         "purge_protection": bool(props.enable_purge_protection),
         "soft_delete_retention_days": props.soft_delete_retention_in_days,
