@@ -126,6 +126,9 @@ class AccessRequest(models.Model):
     approval_request_id = models.BigIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     error = models.CharField(max_length=500, blank=True)
+    # When a worker claimed it (granting/revoking): a claim older than the lease is a worker
+    # that died mid-way, and the next beat finishes or releases it.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     granted_at = models.DateTimeField(null=True, blank=True)
     expires_at = models.DateTimeField(null=True, blank=True)

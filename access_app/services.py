@@ -368,7 +368,7 @@ def role_assignment_grant(*, actor, approval=None, request_id: str = "", access_
     if pending is not None:
         return pending
     if not AccessRequest.objects.filter(pk=request.pk, status=AccessRequest.Status.PENDING).update(
-            status=AccessRequest.Status.GRANTING):
+            status=AccessRequest.Status.GRANTING, claimed_at=timezone.now()):
         request.refresh_from_db()
         return request  # granted (or being granted) by another execution
     intent = audit_record(actor=actor, action="role_assignment.create",
@@ -497,7 +497,7 @@ def access_expire_due(*, at: datetime | None = None) -> int:
     for request in due:
         # One remover per grant across workers: active -> revoking, conditionally.
         if not AccessRequest.objects.filter(pk=request.pk, status=AccessRequest.Status.ACTIVE).update(
-                status=AccessRequest.Status.REVOKING):
+                status=AccessRequest.Status.REVOKING, claimed_at=timezone.now()):
             continue
         row = RoleAssignmentRecord.objects.filter(hsm=request.hsm,
                                                   name__iexact=request.assignment_name).first()
@@ -811,8 +811,63 @@ def campaign_close_due(*, at: datetime | None = None) -> int:
     return closed
 
 
+CLAIM_LEASE = timedelta(minutes=10)  # longer than any grant or removal takes
+
+
+def access_requests_recover() -> int:
+    """Finish what a dead worker left: a grant claimed longer than CLAIM_LEASE ago is looked
+    up on the HSM (there: active from now, audited; not there: failed); a removal is
+    released to active so the next beat removes it again. Returns how many."""
+    stale = timezone.now() - CLAIM_LEASE
+    count = 0
+    for request in AccessRequest.objects.select_related("hsm").filter(
+            status=AccessRequest.Status.REVOKING, claimed_at__lt=stale):
+        count += AccessRequest.objects.filter(pk=request.pk, status=AccessRequest.Status.REVOKING,
+                                              claimed_at__lt=stale).update(
+            status=AccessRequest.Status.ACTIVE, claimed_at=None)
+    for request in AccessRequest.objects.select_related("hsm").filter(
+            status=AccessRequest.Status.GRANTING, claimed_at__lt=stale):
+        try:
+            found = rbac.role_assignment_get(request.hsm, request.assignment_name, request.scope)
+        except PortalError as exc:
+            logger.warning("Recovering access request %s: %s", request.pk, exc.code)
+            continue
+        granted = now()
+        with transaction.atomic():
+            if found is None:
+                updated = AccessRequest.objects.filter(
+                    pk=request.pk, status=AccessRequest.Status.GRANTING,
+                    claimed_at__lt=stale).update(
+                    status=AccessRequest.Status.FAILED, ended_at=granted,
+                    error="The grant was interrupted before the HSM made the assignment.")
+            else:
+                updated = AccessRequest.objects.filter(
+                    pk=request.pk, status=AccessRequest.Status.GRANTING,
+                    claimed_at__lt=stale).update(
+                    status=AccessRequest.Status.ACTIVE, granted_at=granted,
+                    expires_at=granted + timedelta(hours=request.duration_hours))
+                if updated:
+                    RoleAssignmentRecord.objects.update_or_create(
+                        hsm=request.hsm, name=found["name"], defaults={
+                            "scope": found["scope"], "principal_id": found["principal_id"],
+                            "role_definition_id": found["role_definition_id"],
+                            "role_name": request.role_name, "access_request": request,
+                            "origin": RoleAssignmentRecord.Origin.PORTAL, "removed_at": None,
+                            "last_seen_at": timezone.now()})
+            if updated:
+                audit_record(actor=None, action="access_request.recover",
+                             target=assignment_target(request.hsm.name, request.scope),
+                             request_id=request.correlation_id,
+                             outcome=AuditEvent.Outcome.RECORDED,
+                             detail={"correlation_id": request.correlation_id,
+                                     "access_request": request.pk,
+                                     "found_on_hsm": found is not None})
+        count += updated
+    return count
+
+
 def access_housekeeping() -> dict:
     """Beat: expire time-boxed grants, close ended reviews, settle requests whose approval
     ended without running."""
-    return {"expired": access_expire_due(), "campaigns_closed": campaign_close_due(),
-            "settled": access_requests_settle()}
+    return {"recovered": access_requests_recover(), "expired": access_expire_due(),
+            "campaigns_closed": campaign_close_due(), "settled": access_requests_settle()}

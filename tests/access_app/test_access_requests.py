@@ -277,3 +277,26 @@ def test_a_manual_revocation_of_a_grant_keeps_its_correlation_id(synced, admin, 
         ("intent", access_request.correlation_id), ("succeeded", access_request.correlation_id)]
     asked = AuditEvent.objects.get(action="approval.request", detail__approval_id=revoke.pk)
     assert asked.request_id == access_request.correlation_id
+
+
+def test_a_grant_left_by_a_dead_worker_is_finished_from_the_hsm(synced, admin, principal,
+                                                                sdk_access, monkeypatch):
+    from access_app.services import CLAIM_LEASE
+    from portal.gateway import rbac
+
+    made, _ = _request(synced, admin, principal, request_id="w-1")
+    lost, _ = _request(synced, admin, principal, scope="/keys/k-lost", request_id="w-2")
+    # Both claimed by a worker that died: one after the HSM call, one before it.
+    long_ago = timezone.now() - CLAIM_LEASE - timedelta(minutes=1)
+    AccessRequest.objects.filter(pk__in=[made.pk, lost.pk]).update(status="granting",
+                                                                   claimed_at=long_ago)
+    rbac.role_assignment_create(synced, scope=made.scope, definition_id=made.role_definition_id,
+                                principal_id=made.principal_id, name=made.assignment_name)
+    assert services.access_housekeeping()["recovered"] == 2
+    made.refresh_from_db()
+    lost.refresh_from_db()
+    assert made.status == "active" and made.expires_at is not None
+    assert lost.status == "failed" and "interrupted" in lost.error
+    assert RoleAssignmentRecord.objects.get(name=made.assignment_name).access_request_id == made.pk
+    assert AuditEvent.objects.filter(action="access_request.recover").count() == 2
+    assert services.access_requests_recover() == 0
