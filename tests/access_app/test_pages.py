@@ -151,3 +151,20 @@ def test_campaign_pages_and_evidence(client, admin, synced):
     assert evidence.status_code == 200 and evidence.json()["campaign"]["name"] == "Page review"
     bad = client.post(reverse("access:campaign-list"), {"hsm": synced.name, "name": "x", "days": "0"})
     assert bad.status_code == 400
+
+
+def test_the_request_form_finds_principals_in_the_directory(client, admin, synced, principal):
+    pytest.importorskip("portal.gateway.directory")
+    _signed_in(client, admin)
+    page = client.get(reverse("access:request-create"),
+                      {"hsm": synced.name, "scope": "/keys/k-find", "q": principal["display_name"]})
+    assert page.status_code == 200
+    html = page.content.decode()
+    results = html[html.index('id="principal-results"'):]
+    assert principal["object_id"] in results and f"principal_id={principal['object_id']}" in results
+    picked = client.get(reverse("access:request-create"),
+                        {"hsm": synced.name, "scope": "/keys/k-find",
+                         "principal_id": principal["object_id"]})
+    assert f'value="{principal["object_id"]}"' in picked.content.decode()
+    unsafe = client.get(reverse("access:request-create"), {"q": "<script>"})
+    assert unsafe.status_code == 200 and b"A directory search may use" in unsafe.content
