@@ -125,3 +125,13 @@ def test_bearer_tokens_are_refused_when_entra_is_not_configured(db, settings, em
     response = _call(token)
     assert response.status_code == 401
     assert "does not accept Entra ID bearer tokens" in response.json()["error"]["message"]
+
+
+def test_a_token_of_another_tenant_is_refused(entra_settings, emulator, bot, portal_app):
+    """Signed by the authority with the tenant's issuer, but naming another tenant."""
+    claims = {**_genuine_claims(emulator, bot, portal_app),
+              "tid": "00000000-0000-0000-0000-00000000beef"}
+    response = _call(emulator.mint_token(claims, principal=bot))
+    assert response.status_code == 401
+    assert "from another tenant" in response.json()["error"]["message"]
+    assert not DirectoryIdentity.objects.filter(object_id=bot["object_id"]).exists()

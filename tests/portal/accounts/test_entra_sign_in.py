@@ -3,6 +3,7 @@ auth-code flow with PKCE, the ID token validated, the user found by object id, p
 roles from app roles (re-synced at every sign-in), all audited."""
 from django.contrib.auth import SESSION_KEY, get_user_model
 
+from portal.accounts.identity import principal_id
 from portal.accounts.models import DirectoryIdentity
 from portal.audit.models import AuditEvent
 from tests.portal.accounts.conftest import callback_query, start
@@ -25,6 +26,7 @@ def test_each_role_signs_in_through_the_authority(client, entra_sign_in, directo
         assert identity.tenant_id == emulator.endpoints["tenant_id"]
         assert identity.user.username == person["user_principal_name"].lower()
         assert not identity.user.has_usable_password()
+        assert principal_id(identity.user) == person["object_id"]  # maker-checker's identity
         assert _roles(identity.user) == [role]
         assert client.get("/").status_code == 200, role
         event = AuditEvent.objects.filter(action="auth.sign_in").order_by("-seq").first()
