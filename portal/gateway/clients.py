@@ -24,6 +24,7 @@ from azure.keyvault.securitydomain import SecurityDomainClient
 from django.conf import settings
 
 from portal.errors import HsmUnavailable
+from portal.gateway.correlation import correlate_request
 from portal.gateway.endpoints import HsmUrlRefused, hsm_url_checked, is_emulator_host
 from portal.gateway.errors import remember_hsm
 
@@ -84,7 +85,10 @@ def _client_options(uri: str) -> dict:
     # The SDK only sends the token when the challenge's resource matches the HSM's host.
     # An emulator is not under the Managed HSM domain, so only hosts named as emulators
     # skip that check; every other host keeps it, whatever else is configured.
-    return {"verify_challenge_resource": not is_emulator_host(uri), **_transport_options()}
+    # raw_request_hook: the portal's request (or job) id goes out as x-ms-client-request-id,
+    # which the HSM logs as the AuditEvent's correlationId (portal.gateway.correlation).
+    return {"verify_challenge_resource": not is_emulator_host(uri),
+            "raw_request_hook": correlate_request, **_transport_options()}
 
 
 def _checked_uri(hsm: HsmInstance) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
 
 from portal.settings.env import env_bool, env_int, env_list, env_secret, env_str
 
@@ -364,6 +365,32 @@ AZURE_STORAGE_BLOB_ENDPOINT = env_str("AZURE_STORAGE_BLOB_ENDPOINT")
 AZURE_STORAGE_ACCOUNT_NAME = env_str("AZURE_STORAGE_ACCOUNT_NAME")
 AZURE_STORAGE_ACCOUNT_KEY = env_secret("AZURE_STORAGE_ACCOUNT_KEY")
 DR_BACKUP_CONTAINER = env_str("DR_BACKUP_CONTAINER", "mhsm-backups")
+# Audit (portal.audit): where the HSMs' own AuditEvents are read from ("storage": the account
+# a diagnostic setting writes insights-logs-auditevent to, by default the backup account;
+# "log_analytics": the workspace's AzureDiagnostics through azure-monitor-query), how often,
+# the HSM key that signs chain checkpoints, and how long audit rows are kept (>= 180 days).
+HSM_AUDIT_SOURCE = env_str("HSM_AUDIT_SOURCE", "storage")
+if HSM_AUDIT_SOURCE not in ("storage", "log_analytics"):
+    raise ImproperlyConfigured("HSM_AUDIT_SOURCE must be 'storage' or 'log_analytics'.")
+HSM_AUDIT_WORKSPACE_ID = env_str("HSM_AUDIT_WORKSPACE_ID")
+HSM_AUDIT_LOGS_ENDPOINT = env_str("HSM_AUDIT_LOGS_ENDPOINT")
+HSM_AUDIT_STORAGE_BLOB_ENDPOINT = env_str("HSM_AUDIT_STORAGE_BLOB_ENDPOINT")
+HSM_AUDIT_STORAGE_ACCOUNT_NAME = env_str("HSM_AUDIT_STORAGE_ACCOUNT_NAME")
+HSM_AUDIT_STORAGE_ACCOUNT_KEY = env_secret("HSM_AUDIT_STORAGE_ACCOUNT_KEY")
+HSM_AUDIT_INGEST_SECONDS = min(max(env_int("HSM_AUDIT_INGEST_SECONDS", 60), 10), 3600)
+AUDIT_CHECKPOINT_HSM = env_str("AUDIT_CHECKPOINT_HSM")
+AUDIT_CHECKPOINT_KEY = env_str("AUDIT_CHECKPOINT_KEY", "portal-audit-checkpoint")
+AUDIT_CHECKPOINT_SECONDS = min(max(env_int("AUDIT_CHECKPOINT_SECONDS", 3600), 60), 86400)
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365)
+if not 180 <= AUDIT_RETENTION_DAYS <= 36500:
+    raise ImproperlyConfigured("AUDIT_RETENTION_DAYS must be between 180 and 36500 days.")
+CELERY_BEAT_SCHEDULE["hsm-audit-ingest"] = {"task": "portal.audit.tasks.hsm_audit_ingest",
+                                            "schedule": HSM_AUDIT_INGEST_SECONDS}
+CELERY_BEAT_SCHEDULE["audit-checkpoint"] = {"task": "portal.audit.tasks.audit_checkpoint",
+                                            "schedule": AUDIT_CHECKPOINT_SECONDS}
+CELERY_BEAT_SCHEDULE["audit-retention"] = {"task": "portal.audit.tasks.audit_retention_purge",
+                                           "schedule": 86400}
+
 DR_SAS_MINUTES = env_int("DR_SAS_MINUTES", 120)
 DR_JOB_LEASE_SECONDS = env_int("DR_JOB_LEASE_SECONDS", 120)
 DR_JOB_STUCK_HOURS = env_int("DR_JOB_STUCK_HOURS", 2)
