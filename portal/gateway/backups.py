@@ -229,6 +229,21 @@ def _auth(container: str, *, purpose: str, use_managed_identity: bool) -> dict:
     return {"sas_token": storage_sas(container, purpose=purpose)}
 
 
+@contextmanager
+def _operation_failures(hsm, what: str):
+    """An operation the HSM ran and ended Failed (a 2xx poll whose body says so) is the
+    HSM's refusal, in its words; anything else is left to translated_errors."""
+    try:
+        yield
+    except HttpResponseError as exc:
+        if exc.status_code not in (200, 201, 202, 204):
+            raise
+        error = getattr(exc, "error", None)
+        said = (getattr(error, "message", "") or "").strip()
+        raise BadInput(f"HSM {hsm.name} ended the {what} as failed: "
+                       f"{said or 'it gave no reason.'}", code="operation_failed") from exc
+
+
 def _wait(poller, *, on_poll: Callable[[str], None] | None, tick: float):
     while not poller.done():
         poller.wait(timeout=tick)
@@ -262,7 +277,8 @@ def backup_run(hsm, *, container: str, use_managed_identity: bool,
                                          **_poll_options())
             if on_started is not None:
                 on_started(poller.continuation_token())
-        result = _wait(poller, on_poll=on_poll, tick=tick)
+        with _operation_failures(hsm, "backup"):
+            result = _wait(poller, on_poll=on_poll, tick=tick)
     return result.folder_url
 
 
@@ -284,7 +300,8 @@ def restore_run(hsm, *, folder_url: str, use_managed_identity: bool, key_name: s
                 **extra, **_poll_options())
             if on_started is not None:
                 on_started(poller.continuation_token())
-        _wait(poller, on_poll=on_poll, tick=tick)
+        with _operation_failures(hsm, "restore"):
+            _wait(poller, on_poll=on_poll, tick=tick)
 
 
 def pre_backup_check(hsm, *, container: str, use_managed_identity: bool) -> None:
@@ -294,7 +311,8 @@ def pre_backup_check(hsm, *, container: str, use_managed_identity: bool) -> None
             storage_container_url(container),
             **_auth(container, purpose="backup", use_managed_identity=use_managed_identity),
             **_poll_options())
-        poller.result()
+        with _operation_failures(hsm, "pre-backup check"):
+            poller.result()
 
 
 def pre_restore_check(hsm, *, folder_url: str, use_managed_identity: bool) -> None:
@@ -305,7 +323,8 @@ def pre_restore_check(hsm, *, folder_url: str, use_managed_identity: bool) -> No
             folder_url, **_auth(container, purpose="restore",
                                 use_managed_identity=use_managed_identity),
             **_poll_options())
-        poller.result()
+        with _operation_failures(hsm, "pre-restore check"):
+            poller.result()
 
 
 def portal_principal_id() -> str:
