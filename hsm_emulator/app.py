@@ -252,7 +252,7 @@ class HsmApp:
             self.reprovision()
             return 200, {"hsm": self.props.name, "activated": False}
         if path == "/_emulator/audit" or path == "/_emulator/audit/flush":
-            return await self._audit_control(method, path, scope["query_string"])
+            return await self._audit_control(method, path, scope["query_string"], body)
         if path.startswith("/_emulator/backup"):
             answer = self.backup.control(method, path, body)
             if answer is not None:
@@ -274,10 +274,22 @@ class HsmApp:
         return 404, {"error": {"code": "NotFound", "message": f"No test control at {method} {path}."}}
 
 
-    async def _audit_control(self, method: str, path: str, query_string: bytes) -> tuple[int, dict]:
+    async def _audit_control(self, method: str, path: str, query_string: bytes, body: bytes) -> tuple[int, dict]:
         """``GET /_emulator/audit?since=<seq>&limit=<n>``: the activity since a mark;
-        ``POST /_emulator/audit/flush``: write buffered events to storage now."""
+        ``POST /_emulator/audit/flush``: write buffered events to storage now;
+        ``PATCH /_emulator/audit`` ``{"hold": bool}``: stop (or resume) the writer's own writes
+        (the emulator's, all HSMs), so a test can see events pending."""
         writer = self.audit.writer
+        if path == "/_emulator/audit" and method == "PATCH":
+            try:
+                hold = json.loads(body or b"{}").get("hold")
+            except (ValueError, AttributeError):
+                hold = None
+            if not isinstance(hold, bool):
+                return 400, {"error": {"code": "BadParameter", "message": "The body is {\"hold\": true|false}."}}
+            if writer is not None:
+                writer.held = hold
+            return 200, {"hsm": self.props.name, "held": hold, **self._delivery()}
         if path == "/_emulator/audit/flush" and method == "POST":
             written = 0
             if writer is not None:

@@ -235,6 +235,7 @@ class AuditWriter:
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._closed = False
+        self.held = False  # test control: the thread does not write (flush() and close() still do)
         self._container = None
         self._known: set[str] = set()
         self.written: collections.Counter = collections.Counter()  # lines per HSM
@@ -260,7 +261,8 @@ class AuditWriter:
         while not self._closed:
             self._wake.wait(self.interval)
             self._wake.clear()
-            self.flush()
+            if not self.held:
+                self.flush()
 
     def flush_soon(self) -> None:
         """Wake the writer thread now instead of at its next interval."""

@@ -192,7 +192,7 @@ class Emulator:
             # peer answers close_notify; nothing here needs a long drain.
             timeout_graceful_shutdown=1,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config, before_exit=self.audit_writer.close)
         if self.azurite is not None:
             self.azurite.start()
         publisher = asyncio.create_task(self._publish_when_started(server))
@@ -200,7 +200,6 @@ class Emulator:
             await server.serve(sockets=self.sockets)
         finally:
             publisher.cancel()
-            self.audit_writer.close()
             if self.azurite is not None:
                 self.azurite.stop()
             self.executor.shutdown(wait=False, cancel_futures=True)
@@ -221,6 +220,25 @@ class Emulator:
         hsm_list = " ".join(f"{name}={url}" for name, url in endpoints["hsms"].items())
         print(f"hsm_emulator ready: authority={endpoints['authority']} {hsm_list} "
               f"endpoints={self.state_dir / ENDPOINTS_FILE}", flush=True)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, running ``before_exit`` (off the loop) once requests have drained.
+
+    uvicorn re-raises the stop signal (SIGTERM/SIGINT) when ``serve`` returns, which ends the
+    process before code after it runs; shutdown work that must happen (writing buffered audit
+    events while storage still runs) goes here."""
+
+    def __init__(self, config: uvicorn.Config, before_exit) -> None:
+        super().__init__(config)
+        self._before_exit = before_exit
+
+    async def shutdown(self, sockets: Optional[list] = None) -> None:
+        await super().shutdown(sockets=sockets)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._before_exit)
+        except Exception as exc:  # never keep the process from stopping
+            print(f"hsm_emulator: {type(exc).__name__} at shutdown: {exc}", file=sys.stderr, flush=True)
 
 
 def _make_private(state_dir: Path) -> None:

@@ -385,3 +385,47 @@ def test_every_data_plane_route_has_an_operation_name(tmp_path):
             sock.close()
         emulator.executor.shutdown(wait=False)
         emulator.store.close()
+
+
+def test_settings_survive_a_restart_and_events_buffered_at_shutdown_are_written(tmp_path):
+    state = tmp_path / "durable"
+    first = EmulatorProcess(state, hsms=("durable",), ephemeral=False).start()
+    try:
+        account_id = StorageManagementClient(
+            first.credential(), first.endpoints["subscription_id"], base_url=first.endpoints["arm"],
+            credential_scopes=[ARM_SCOPE], connection_verify=first.ca_bundle,
+        ).storage_accounts.begin_create(first.endpoints["resource_group"], "durablelogs",
+                                        storage_models.StorageAccountCreateParameters(
+                                            location="westeurope", kind="StorageV2",
+                                            sku=storage_models.Sku(name="Standard_LRS"))).result().id
+        token = first.credential().get_token(ARM_SCOPE).token
+        with httpx.Client(base_url=first.endpoints["arm"], verify=tls(first),
+                          headers={"Authorization": f"Bearer {token}"}) as arm:
+            assert put_setting(arm, first, "durable", "kept", audit_body(account_id)).status_code == 200
+        first.hold_audit_writer(True, hsm="durable")
+        keys = KeyClient(first.hsm_url("durable"), first.credential(), **first.client_options())
+        keys.create_ec_key("durable-key", hardware_protected=True)
+        activity = first.audit("durable")
+        recorded = activity["seq"]
+        assert activity["pending"] == 2 and activity["written"] == 0  # the challenge and the create
+    finally:
+        first.stop()  # SIGTERM: the writer writes what it holds before Azurite stops
+
+    second = EmulatorProcess(state, hsms=("durable",), ephemeral=False).start()
+    try:
+        storage = second.endpoints["storage"]
+        container = ContainerClient(storage["blob_endpoint"], "insights-logs-auditevent",
+                                    credential={"account_name": storage["account_name"],
+                                                "account_key": storage["account_key"]},
+                                    connection_verify=second.ca_bundle)
+        before = blob_events(second, container, "durable")
+        # Written by the first process as it stopped (held, so nothing was written before).
+        assert len(before) == recorded and before[-1]["operationName"] == "KeyCreate"
+        assert second.audit("durable")["delivering"] is True
+        keys = KeyClient(second.hsm_url("durable"), second.credential(), **second.client_options())
+        keys.get_key("durable-key")
+        second.flush_audit("durable")
+        after = blob_events(second, container, "durable")
+        assert after[: len(before)] == before and after[-1]["operationName"] == "KeyGet"
+    finally:
+        second.stop()

@@ -280,6 +280,10 @@ class EmulatorProcess:
         """Write the HSM's buffered audit events to storage now."""
         return self._control(self.hsm_url(hsm), "POST", "/_emulator/audit/flush")
 
+    def hold_audit_writer(self, hold: bool = True, hsm: str = "primary") -> dict:
+        """Stop (or resume) the emulator's audit writer thread: events stay pending until a flush."""
+        return self._control(self.hsm_url(hsm), "PATCH", "/_emulator/audit", {"hold": hold})
+
     def health(self, hsm: str = "primary") -> dict:
         """The HSM's readiness document."""
         return self._control(self.hsm_url(hsm), "GET", "/_emulator/health")
