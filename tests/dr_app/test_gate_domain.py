@@ -88,3 +88,39 @@ def test_gate_refuses_an_un_activated_target_then_another_security_domain(
     assert not AuditEvent.objects.filter(action__in=("restore.selective", "restore.full")) \
         .exists()
     assert key not in {k.name for k in gateway.keys(lone["other"]).list_properties_of_keys()}
+
+
+def test_gate_refuses_when_the_portal_has_no_role_that_allows_a_restore(
+        lone, lone_emulator, admin, settings, django_capture_on_commit_callbacks):
+    from azure.keyvault.administration import KeyVaultAccessControlClient, KeyVaultRoleScope
+
+    from portal import gateway
+
+    container = f"role{uuid.uuid4().hex[:12]}"
+    with django_capture_on_commit_callbacks(execute=False):
+        backup = services.backup_start(hsm=lone["primary"], actor=admin, request_id="r",
+                                       container=container)
+    run_job(tasks.backup_run, backup.pk)
+    folder = Job.objects.get(pk=backup.pk).result["folder"]
+    # The portal now runs as a principal that may read keys (Crypto User) and nothing more.
+    reader = lone_emulator.create_principal(f"dr-reader-{uuid.uuid4().hex[:6]}")
+    rbac = KeyVaultAccessControlClient(lone_emulator.hsm_url("primary"),
+                                       lone_emulator.credential(),
+                                       **lone_emulator.client_options())
+    crypto_user = next(d for d in rbac.list_role_definitions(KeyVaultRoleScope.GLOBAL)
+                       if d.role_name == "Managed HSM Crypto User")
+    rbac.create_role_assignment(KeyVaultRoleScope.GLOBAL, crypto_user.id, reader["object_id"])
+    settings.AZURE_CLIENT_ID, settings.AZURE_CLIENT_SECRET = (reader["client_id"],
+                                                              reader["client_secret"])
+    gateway.reset_clients()
+
+    with django_capture_on_commit_callbacks(execute=False):
+        job = services.restore_start(hsm_id="primary", folder=folder, container=container,
+                                     key_name="any-key", actor=admin, request_id="r")
+    run_job(tasks.restore_run, job.pk)
+    job.refresh_from_db()
+
+    assert job.status == Job.Status.FAILED
+    assert job.error.startswith("Not ready to restore — Portal's roles on the target"), job.error
+    assert "allows restore" in job.error
+    assert [c["ok"] for c in job.params["gate"]] == [True, True, True, False]
