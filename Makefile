@@ -44,9 +44,11 @@ deps: $(VENV)/.installed node-deps
 
 node-deps: node_modules/.installed
 
-# Debian's chromium for the browser tests (Playwright drives it; it downloads no browser).
+# Debian's chromium for the browser tests (Playwright drives it; it downloads no browser),
+# and poppler-utils' pdftotext, which reads the evidence pack's PDF in its tests.
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	@test -x /usr/bin/pdftotext || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null)
 
 # PostgreSQL and Redis for the tests: start them if they are down.
 services:
