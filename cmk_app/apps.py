@@ -21,6 +21,9 @@ class CmkAppConfig(AppConfig):
         registry.register("hsm.public_network_access", services.hsm_network_access_set,
                           label="Change an HSM's public network access",
                           describe=describe.describe_network)
+        registry.register("hsm.purge_protection", services.hsm_purge_protection_enable,
+                          label="Turn on an HSM's purge protection",
+                          describe=describe.describe_purge_protection)
         registry.register("hsm.private_endpoint", services.hsm_private_endpoint_decide,
                           label="Approve or reject a private endpoint connection",
                           describe=describe.describe_private_endpoint)
@@ -58,4 +61,5 @@ class CmkAppConfig(AppConfig):
         from portal.dashboard import dangerous_action_register
 
         dangerous_action_register("cmk.detach", "hsm.public_network_access",
-                                  "hsm.private_endpoint", "hsm.replica_remove")
+                                  "hsm.private_endpoint", "hsm.replica_remove",
+                                  "hsm.purge_protection")

@@ -41,3 +41,11 @@ def describe_private_endpoint(payload: dict) -> dict:
             "change": [("HSM", payload.get("hsm")), ("Connection", payload.get("name")),
                        ("New state", payload.get("status")),
                        ("Description", payload.get("description") or "—")]}
+
+
+def describe_purge_protection(payload: dict) -> dict:
+    return {"title": f"Turn on purge protection of HSM {payload.get('hsm')}",
+            "change": [("HSM", payload.get("hsm")), ("Purge protection", "On, for good")],
+            "context": [("Effect", "Deleted keys cannot be purged before their retention ends; "
+                                   "Azure services may use the HSM's keys as customer-managed "
+                                   "keys. It can never be turned off.")]}

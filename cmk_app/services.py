@@ -38,8 +38,8 @@ MAX_DESCRIPTION = 140
 
 REASONS = {
     "purge_protection": "HSM {hsm} does not have purge protection on; Azure services only use "
-                        "keys from an HSM with purge protection. Turn it on for the HSM (it "
-                        "cannot be turned off again), then attach again.",
+                        "keys from an HSM with purge protection. Turn it on (HSM {hsm} > Azure "
+                        "resource; it cannot be turned off again), then attach again.",
     "permission": "The identity {identity} (principal id {principal}) has no role that lets it "
                   "wrap and unwrap with key {key}. Grant it Managed HSM Crypto Service "
                   "Encryption User at /keys/{key} (tick 'Grant the role' in the wizard), then "
@@ -641,6 +641,27 @@ def hsm_network_access_set(*, hsm: HsmInstance | str, enabled: bool, actor, requ
     if after["public_network_access"] != wanted:
         raise Conflict(f"Azure still reports public network access {after['public_network_access']}"
                        f" for HSM {hsm.name}.", code="not_applied")
+    return after
+
+
+def hsm_purge_protection_enable(*, hsm: HsmInstance | str, actor, request_id: str, approval=None,
+                                justification: str = "", ticket: str = "") -> dict | ApprovalRequest:
+    """Turn on the HSM's purge protection, which Azure services require of a CMK's HSM and
+    which can never be turned off. Needs approval (`hsm.purge_protection`); audited."""
+    hsm = _as_hsm(hsm)
+    if arm.hsm_resource_get(hsm)["purge_protection"]:
+        raise BadInput(f"Purge protection of HSM {hsm.name} is already on.", code="no_change")
+    pending = approval_require(operation="hsm.purge_protection", actor=actor,
+                               payload={"hsm": hsm.name}, target=_hsm_target(hsm),
+                               request_id=request_id, approval=approval,
+                               justification=justification, ticket=ticket,
+                               context={"hsm": hsm.name, "scope": "resource"})
+    if pending is not None:
+        return pending
+    intent = audit_record(actor=actor, action="hsm.purge_protection", target=_hsm_target(hsm),
+                          request_id=request_id, detail={"to": True, **_correlation(approval)})
+    after = _hsm_call(intent, lambda: arm.hsm_purge_protection_enable(hsm))
+    audit_result(intent, ok=after["purge_protection"], detail={"now": after["purge_protection"]})
     return after
 
 

@@ -14,6 +14,8 @@ urlpatterns = [
     path("hsms/<str:hsm_id>/resource/", views.HsmResourceView.as_view(), name="hsm-resource"),
     path("hsms/<str:hsm_id>/resource/network/", views.HsmNetworkView.as_view(),
          name="hsm-network"),
+    path("hsms/<str:hsm_id>/resource/purge-protection/", views.HsmPurgeProtectionView.as_view(),
+         name="hsm-purge-protection"),
     path("hsms/<str:hsm_id>/resource/private-endpoints/<str:name>/",
          views.HsmPrivateEndpointView.as_view(), name="hsm-private-endpoint"),
     path("hsms/<str:hsm_id>/resource/replicas/", views.HsmReplicaAddView.as_view(),

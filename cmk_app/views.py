@@ -225,6 +225,14 @@ class HsmNetworkView(HsmResourceActionView):
             self.back(hsm_id))
 
 
+class HsmPurgeProtectionView(HsmResourceActionView):
+    def post(self, request, hsm_id):
+        hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
+        return _act(request, lambda: services.hsm_purge_protection_enable(
+            hsm=hsm, actor=request.user, request_id=request.id, **_reason(request)),
+            f"Purge protection of {hsm.name} is on.", self.back(hsm_id))
+
+
 class HsmPrivateEndpointView(HsmResourceActionView):
     def post(self, request, hsm_id, name):
         hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)

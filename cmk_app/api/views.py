@@ -144,3 +144,20 @@ class HsmReplicaDetailApi(APIView):
         result = services.hsm_replica_remove(hsm=hsm, region=region[:40], actor=request.user,
                                              request_id=request.id)
         return Response(HsmResourceOutput(result).data, status=status.HTTP_202_ACCEPTED)
+
+
+class HsmPurgeProtectionApi(APIView):
+    required_permission = "cmk_app.change_hsmresource"
+
+    @extend_schema(request=ReasonInput, responses={200: HsmResourceOutput,
+                                                   202: ApprovalPendingOutput},
+                   description="Turn on purge protection (never off again): needs approval "
+                               "(hsm.purge_protection).")
+    def post(self, request, hsm_id):
+        hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
+        data = _input(ReasonInput, request)
+        result = services.hsm_purge_protection_enable(hsm=hsm, actor=request.user,
+                                                      request_id=request.id, **data)
+        if isinstance(result, ApprovalRequest):
+            return api_pending(result)
+        return Response(HsmResourceOutput(result).data)

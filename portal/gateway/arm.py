@@ -423,6 +423,12 @@ def hsm_public_network_access_set(hsm, *, enabled: bool) -> dict:
                        public_network_access="Enabled" if enabled else "Disabled")
 
 
+def hsm_purge_protection_enable(hsm) -> dict:
+    """Turn on the HSM's purge protection (Azure never turns it off again)."""
+    return _hsm_update(hsm, f"turning on HSM {hsm.name}'s purge protection",
+                       enable_purge_protection=True)
+
+
 def hsm_regions_set(hsm, *, regions: list[str]) -> dict:
     """Set the HSM's regions (the primary first, then replicas); adding a region starts a
     replica, leaving one out removes it. Returns the properties after."""

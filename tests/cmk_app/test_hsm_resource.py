@@ -138,3 +138,21 @@ def test_switching_a_resource_to_another_key_needs_approval(
                                         request_id="r")
     assert isinstance(pending, ApprovalRequest) and pending.operation == "cmk.switch"
     assert pending.context["from_key"] == cmk_key.name
+
+
+def test_purge_protection_turned_on_with_approval(db, admin, sdk, emulator, azure_settings, api_as):
+    from portal.gateway.models import HsmInstance
+
+    spare = HsmInstance.objects.create(name="spare", uri=emulator.endpoints["hsms"]["spare"],
+                                       arm_resource_id=emulator.endpoints["hsm_resource_ids"]["spare"])
+    group = emulator.endpoints["resource_group"]
+    response = api_as(admin).post(f"/api/v1/hsms/{spare.name}/resource/purge-protection/",
+                                  {"justification": "CMK for payments"}, format="json")
+    assert response.status_code == 202
+    assert not sdk["keyvault"].managed_hsms.get(group, "spare").properties.enable_purge_protection
+    approve_and_run(response)
+    assert sdk["keyvault"].managed_hsms.get(group, "spare").properties.enable_purge_protection
+    assert outcomes("hsm.purge_protection") == ["intent", "succeeded"]
+    again = api_as(admin).post(f"/api/v1/hsms/{spare.name}/resource/purge-protection/", {},
+                               format="json")
+    assert again.status_code == 400 and "already on" in again.json()["error"]["message"]

@@ -1,6 +1,6 @@
 """An emulator for customer-managed-key tests: purge protection is irreversible, so the
 primary HSM that gets it is not the one other tests purge keys on. The secondary never
-gets it (the "no purge protection" path). Resource groups rg-apps (westeurope) and rg-dr
+gets it (the "no purge protection" path); "spare" gets it through the portal in a test. Resource groups rg-apps (westeurope) and rg-dr
 (northeurope) exist."""
 from tests.support.emulator import EmulatorProcess
 
@@ -20,7 +20,8 @@ def start_cmk_emulator(state_dir) -> EmulatorProcess:
     from azure.mgmt.keyvault.models import ManagedHsm, ManagedHsmProperties
     from azure.mgmt.resource.resources import ResourceManagementClient
 
-    process = EmulatorProcess(state_dir, extra_args=("--no-storage",)).start()
+    process = EmulatorProcess(state_dir, hsms=("primary", "secondary", "spare"),
+                              extra_args=("--no-storage",)).start()
     try:
         keyvault = mgmt(process, KeyVaultManagementClient)
         keyvault.managed_hsms.begin_update(process.endpoints["resource_group"], "primary", ManagedHsm(
