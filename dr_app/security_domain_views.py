@@ -19,6 +19,7 @@ from dr_app.security_domain_selectors import (custodian_get, custodian_list, cus
                                               custody_state, sd_download_pending, sd_jobs,
                                               sd_state_get)
 from portal.accounts.stepup import ensure_recent_sign_in
+from portal.approvals.responses import page_pending
 from portal.downloads import attachment
 from portal.errors import BadInput, PortalError
 from portal.gateway.selectors import hsm_get_for_user
@@ -251,11 +252,7 @@ class SdUploadView(SdMixin, View):
             return SdRecoverView.get(self, request, hsm_id, form=form, status=exc.status)
         finally:
             del blob
-        if getattr(result, "kind", None) == services.UPLOAD_KIND:
-            messages.success(request, "The upload started.")
-            return redirect(result)
-        from portal.approvals.responses import page_pending
-
+        # Always a pending approval: the upload job starts only when it is approved.
         return page_pending(request, result)
 
 

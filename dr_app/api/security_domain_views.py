@@ -19,6 +19,8 @@ from dr_app.api.security_domain_serializers import (ActivateInput, ChallengeOutp
                                                     SecurityDomainOutput, UploadInput)
 from dr_app.security_domain_selectors import custodian_get, custodian_list, custody_findings
 from portal.accounts.stepup import ensure_recent_sign_in
+from portal.approvals.api.serializers import ApprovalPendingOutput
+from portal.approvals.responses import api_pending
 from portal.errors import PortalError
 from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
@@ -109,9 +111,7 @@ class SecurityDomainUploadApi(SdApi):
     parser_classes = [MultiPartParser, JSONParser]
 
     @extend_schema(request={"multipart/form-data": UploadInput, "application/json": UploadInput},
-                   responses={202: OpenApiResponse(description="A Job (the upload runs now) "
-                                                               "or `{\"approval_request\": "
-                                                               "{...}}` (it waits for approval).")},
+                   responses={202: ApprovalPendingOutput},
                    description="Upload the security domain the custodians prepared for this "
                                "HSM's exchange key. Needs approval (bound to the file's "
                                "SHA-256) and, for a browser session, a recent sign-in (401 "
@@ -125,10 +125,7 @@ class SecurityDomainUploadApi(SdApi):
             hsm=hsm, blob=blob, actor=request.user, request_id=request.id,
             justification=data["justification"], ticket=data["ticket"],
             source_hsm=data["source_hsm"])
-        if getattr(result, "kind", None) == services.UPLOAD_KIND:
-            return Response(JobOutput(result).data, status=status.HTTP_202_ACCEPTED)
-        from portal.approvals.responses import api_pending
-
+        # Always a pending approval: the upload job starts only when it is approved.
         return api_pending(result)
 
 
