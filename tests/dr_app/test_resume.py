@@ -166,3 +166,25 @@ def test_worker_killed_while_polling_a_restore_is_resumed_with_one_restore(
         _stop(first)
         if second is not None:
             _stop(second)
+
+
+@pytest.mark.timeout(300)
+def test_two_backups_of_one_hsm_at_once_take_turns(transactional_db, hsm, admin, container,
+                                                  blobs, emulator, celery_worker):
+    """Two workers, two backups of one HSM: the second waits for the HSM's slot instead of
+    hitting the service's one-operation-at-a-time 409."""
+    emulator.hold_backup_jobs(3000, hsm="primary")
+    try:
+        first = services.backup_start(hsm=hsm, actor=admin, request_id="r1", container=container)
+        second = services.backup_start(hsm=hsm, actor=admin, request_id="r2",
+                                       container=container)
+        def finished():
+            both = list(Job.objects.filter(pk__in=(first.pk, second.pk)))
+            return both if all(j.is_finished for j in both) else None
+        jobs = wait_for(finished, timeout=120, what="both backups to finish")
+    finally:
+        emulator.hold_backup_jobs(0, hsm="primary")
+    assert [j.status for j in jobs] == [Job.Status.SUCCEEDED] * 2, [j.error for j in jobs]
+    waited = [j for j in jobs if any("is busy with job" in line["text"] for line in j.log)]
+    assert len(waited) == 1  # they overlapped, and one took its turn
+    assert len(folders_in(blobs, container)) == 2
