@@ -43,7 +43,7 @@ from typing import Optional
 CONTAINER = "insights-logs-auditevent"
 CATEGORY = "AuditEvent"
 FLUSH_SECONDS = 0.5
-KEEP_EVENTS = 100_000  # the in-memory activity list per HSM (the count is never truncated)
+KEEP_EVENTS = 20_000  # the in-memory activity list per HSM, about 1 KB each (the count is never truncated)
 MAX_PENDING = 200_000  # lines buffered while storage is unreachable; older ones are dropped
 APPEND_LIMIT = 4 * 1024 * 1024  # bytes per append block
 
@@ -111,9 +111,9 @@ _REASONS = {200: "OK", 201: "Created", 202: "Accepted", 204: "NoContent", 400: "
             500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 
-def operation_name(method: str, pattern: Optional[str], authenticated: bool) -> str:
+def operation_name(method: str, pattern: Optional[str], status: int) -> str:
     """The ``operationName`` of a request: the route's operation, ``Authentication`` for a 401."""
-    if not authenticated:
+    if status == 401:
         return UNAUTHENTICATED
     if pattern is None:
         return UNKNOWN
@@ -190,7 +190,7 @@ class AuditTrail:
             "TenantId": self.tenant_id,
             "time": _time(when),
             "resourceId": self.resource_id.upper(),
-            "operationName": operation_name(method, pattern, identity is not None),
+            "operationName": operation_name(method, pattern, status),
             "operationVersion": api_version,
             "category": CATEGORY,
             "resultType": "Failure" if status >= 500 else "Success",

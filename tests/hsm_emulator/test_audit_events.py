@@ -364,6 +364,62 @@ def test_a_category_group_setting_delivers_and_a_disabled_one_does_not(emulator,
     assert emulator.audit(hsm)["delivering"] is False
 
 
+def test_faults_unknown_paths_bad_requests_and_bad_tokens_are_events_too(emulator):
+    hsm = "quiet"
+    url = emulator.hsm_url(hsm)
+    token = emulator.credential().get_token("https://managedhsm.azure.net/.default").token
+    expired = emulator.mint_token({"exp": int(time.time()) - 3600, "nbf": int(time.time()) - 7200,
+                                   "iat": int(time.time()) - 7200})
+    emulator.fail("GET", "/keys/faulty", status=503, count=1, hsm=hsm)
+    mark = emulator.audit(hsm)["seq"]
+    calls = [
+        ("GET", "/keys/faulty?api-version=7.6", token, 503, "KeyGet", "Failure", "ServiceUnavailable"),
+        ("GET", "/nothing-here?api-version=7.6", token, 404, "UnknownOperation", "Success", "NotFound"),
+        ("GET", "/keys", token, 400, "KeyList", "Success", "BadRequest"),
+        ("GET", "/keys?api-version=7.6", expired, 401, "Authentication", "Success", "Unauthorized"),
+    ]
+    with httpx.Client(base_url=url, verify=tls(emulator)) as client:
+        for method, path, bearer, status, *_ in calls:
+            request_id = str(uuid.uuid4())
+            response = client.request(method, path, headers={"Authorization": f"Bearer {bearer}",
+                                                             "x-ms-client-request-id": request_id})
+            assert response.status_code == status, response.text
+    events = emulator.audit(hsm, since=mark)["value"]
+    assert [(e["properties"]["httpStatusCode"], e["operationName"], e["resultType"], e["resultSignature"])
+            for e in events] == [(status, op, result, signature) for _, _, _, status, op, result, signature in calls]
+    assert events[2]["operationVersion"] == "" and "api-version" in events[2]["resultDescription"]
+    assert events[3]["identity"] is None and "not valid" in events[3]["resultDescription"]
+    assert all(token not in json.dumps(e) and expired not in json.dumps(e) for e in events)
+
+
+@pytest.mark.parametrize("hsm", ["audited"])
+def test_concurrent_calls_are_each_one_event_in_storage(emulator, arm, storage_account_id, container, hsm):
+    import asyncio
+
+    from azure.keyvault.keys.aio import KeyClient as AsyncKeyClient
+
+    assert put_setting(arm, emulator, hsm, "audit-to-storage", audit_body(storage_account_id)).status_code == 200
+    sync_keys = KeyClient(emulator.hsm_url(hsm), emulator.credential(), **emulator.client_options())
+    name = f"busy-{uuid.uuid4().hex[:6]}"
+    sync_keys.create_ec_key(name, hardware_protected=True)
+    request_ids = [str(uuid.uuid4()) for _ in range(200)]
+    mark = emulator.audit(hsm)["seq"]
+
+    async def run():
+        credential = emulator.async_credential()
+        async with credential, AsyncKeyClient(emulator.hsm_url(hsm), credential, **emulator.client_options()) as keys:
+            await asyncio.gather(*(keys.get_key(name, request_id=rid) for rid in request_ids))
+
+    asyncio.run(run())
+    activity = emulator.audit(hsm, since=mark, limit=1000)
+    emulator.flush_audit(hsm)
+    stored = [e for e in blob_events(emulator, container, hsm)
+              if e["correlationId"] in set(request_ids) and e["properties"]["httpStatusCode"] == 200]
+    assert sorted(e["correlationId"] for e in stored) == sorted(request_ids)
+    assert {e["operationName"] for e in stored} == {"KeyGet"}
+    assert activity["count"] == len([e for e in activity["value"] if e["correlationId"] in set(request_ids)])
+
+
 def test_the_audit_control_needs_the_control_secret_and_bounds_its_parameters(emulator):
     url = emulator.hsm_url("quiet") + "/_emulator/audit"
     assert httpx.get(url, verify=tls(emulator)).status_code == 401
