@@ -6,6 +6,9 @@ from access_app.models import AccessRequest, ReviewCampaign, ReviewItem, RoleAss
     RoleDefinitionRecord
 from portal.gateway.rbac import DATA_ACTIONS
 
+# One choice set for data actions and not-data actions (named in SPECTACULAR_SETTINGS).
+DATA_ACTION_CHOICES = list(DATA_ACTIONS)
+
 
 class PermissionOutput(serializers.Serializer):
     actions = serializers.ListField(child=serializers.CharField())
@@ -29,10 +32,10 @@ class RoleDefinitionInput(serializers.Serializer):
     description = serializers.CharField(max_length=500, required=False, allow_blank=True,
                                         default="")
     data_actions = serializers.ListField(
-        child=serializers.ChoiceField(choices=list(DATA_ACTIONS)), max_length=len(DATA_ACTIONS),
+        child=serializers.ChoiceField(choices=DATA_ACTION_CHOICES), max_length=len(DATA_ACTIONS),
         help_text="Managed HSM data actions, e.g. Microsoft.KeyVault/managedHsm/keys/read/action")
     not_data_actions = serializers.ListField(
-        child=serializers.ChoiceField(choices=list(DATA_ACTIONS)), max_length=len(DATA_ACTIONS),
+        child=serializers.ChoiceField(choices=DATA_ACTION_CHOICES), max_length=len(DATA_ACTIONS),
         required=False, default=list)
 
 

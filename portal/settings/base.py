@@ -287,6 +287,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Both lists of a custom role definition take the same Managed HSM data actions.
+    "ENUM_NAME_OVERRIDES": {"DataActionEnum": "access_app.api.serializers.DATA_ACTION_CHOICES"},
 }
 
 # Celery. Without CELERY_BROKER_URL the embedded default is kombu's filesystem
