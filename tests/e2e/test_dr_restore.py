@@ -6,6 +6,7 @@ from playwright.sync_api import expect
 
 from dr_app import services
 from portal.jobs.models import Job
+from tests.dr_app.conftest import wait_for
 from tests.e2e.conftest import sign_in
 from tests.factories import PASSWORD
 
@@ -20,12 +21,8 @@ def test_admin_restores_one_key_from_the_catalog(page, admin, hsm, secondary_hsm
     gateway.keys(hsm).create_rsa_key(key, size=2048)
     container = f"rest{uuid.uuid4().hex[:12]}"
     backup = services.backup_start(hsm=hsm, actor=admin, request_id="r", container=container)
-    done = Job.objects.get(pk=backup.pk)
-    for _ in range(600):  # the worker runs it; poll the row
-        done.refresh_from_db()
-        if done.is_finished:
-            break
-        page.wait_for_timeout(100)
+    done = wait_for(lambda: (j := Job.objects.get(pk=backup.pk)).is_finished and j,
+                    timeout=60, what="the worker to finish the backup")
     assert done.status == "succeeded", done.error
     folder = done.result["folder"]
 
