@@ -175,3 +175,53 @@ def test_a_resource_being_attached_is_refused_a_second_time(
     with pytest.raises(Conflict, match="being changed by job"):
         services.cmk_attach_start(hsm=hsm, key_name=cmk_key.name,
                                   resource_id=storage_account.id, actor=admin, request_id="r2")
+
+
+def test_a_grant_the_hsm_refuses_is_explained_and_the_identity_undone(
+        hsm, admin, cmk_key, storage_account, sdk, emulator, django_capture_on_commit_callbacks):
+    emulator.fail("PUT", "*/providers/Microsoft.Authorization/roleAssignments/*", status=403)
+    try:
+        job = attach(django_capture_on_commit_callbacks, hsm=hsm, key=cmk_key.name,
+                     resource_id=storage_account.id, actor=admin)
+    finally:
+        emulator.clear_faults()
+    assert job.status == Job.Status.FAILED
+    assert job.error.startswith("The portal could not grant Managed HSM Crypto Service "
+                                f"Encryption User at /keys/{cmk_key.name}")
+    assert "Grant it yourself, or ask an HSM administrator" in job.error
+    assert_nothing_left(sdk, storage_account, job)
+    grant = AuditEvent.objects.filter(action="role_assignment.create").order_by("seq")
+    assert list(grant.values_list("outcome", flat=True))[-2:] == ["intent", "failed"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_attaches_of_one_resource_start_one_job(hsm, admin, cmk_key, storage_account):
+    import threading
+
+    from django.db import connection
+
+    from portal.errors import Conflict
+
+    results, barrier = [], threading.Barrier(6)
+
+    def start():
+        try:
+            barrier.wait()
+            results.append(services.cmk_attach_start(
+                hsm=hsm, key_name=cmk_key.name, resource_id=storage_account.id, actor=admin,
+                request_id="r"))
+        except Conflict as exc:
+            results.append(exc)
+        finally:
+            connection.close()
+
+    # The one job's message goes to the test broker; no worker runs here, the rows count.
+    threads = [threading.Thread(target=start) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    jobs = [r for r in results if isinstance(r, Job)]
+    assert len(results) == 6 and len(jobs) == 1
+    assert Job.objects.filter(kind="cmk.attach", params__resource_id=storage_account.id).count() == 1
+    assert CmkBinding.objects.filter(resource_id=storage_account.id).count() == 1
