@@ -58,7 +58,7 @@ run: deps
 	$(PY) deploy/run_local.py
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check --select F,E9,B --ignore B008,B904 portal keys_app access_app dr_app cmk_app hsm_emulator bench tests deploy
+	$(VENV)/bin/ruff check --select F,E9,B --ignore B008,B904 portal keys_app access_app dr_app cmk_app compliance_app hsm_emulator bench tests deploy
 
 test: deps azcli browser services lint
 	$(PY) -m pytest $(PYTEST_ARGS)

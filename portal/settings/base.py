@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "access_app",
     "dr_app",
     "cmk_app",
+    "compliance_app",
 ]
 
 MIDDLEWARE = [
@@ -419,6 +420,17 @@ if not 300 <= PORTAL_SD_FILE_SECONDS <= 7 * 24 * 3600:
 PORTAL_SD_POLL_SECONDS = env_int("PORTAL_SD_POLL_SECONDS", 240)
 if not 10 <= PORTAL_SD_POLL_SECONDS <= 3600:
     raise ValueError("PORTAL_SD_POLL_SECONDS must be from 10 to 3600.")
+
+# compliance_app: posture checks on a schedule, the DR drill age they accept, and the regions
+# an HSM, its replicas and the backup storage account may be in (comma-separated Azure
+# region names, e.g. "centralindia,southindia"; empty: the residency check is not applicable).
+POSTURE_RUN_SECONDS = min(max(env_int("POSTURE_RUN_SECONDS", 3600), 300), 86400)
+POSTURE_DRILL_MAX_DAYS = env_int("POSTURE_DRILL_MAX_DAYS", 180)
+if not 1 <= POSTURE_DRILL_MAX_DAYS <= 3650:
+    raise ImproperlyConfigured("POSTURE_DRILL_MAX_DAYS must be from 1 to 3650.")
+PORTAL_ALLOWED_REGIONS = env_list("PORTAL_ALLOWED_REGIONS", [])
+CELERY_BEAT_SCHEDULE["posture-run"] = {"task": "compliance_app.tasks.posture_run_scheduled",
+                                       "schedule": POSTURE_RUN_SECONDS}
 
 LOGGING = {
     "version": 1,

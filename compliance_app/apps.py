@@ -1,0 +1,21 @@
+from django.apps import AppConfig
+
+
+class ComplianceAppConfig(AppConfig):
+    name = "compliance_app"
+    verbose_name = "Compliance posture and evidence"
+
+    def ready(self):
+        from compliance_app import checks  # noqa: F401  (registers the built-in checks)
+        from portal.context_processors import nav_register
+        from portal.permissions import ADMIN, APPROVER, AUDITOR, role_grant
+
+        role_grant(ADMIN, "compliance_app.view_posturerun", "compliance_app.run_posture",
+                   "compliance_app.view_evidencepack", "compliance_app.add_evidencepack")
+        role_grant(AUDITOR, "compliance_app.view_posturerun", "compliance_app.run_posture",
+                   "compliance_app.view_evidencepack", "compliance_app.add_evidencepack")
+        role_grant(APPROVER, "compliance_app.view_posturerun")
+        nav_register("Posture", "compliance:posture", "compliance_app.view_posturerun",
+                     section="Audit & compliance", active_for=("compliance:posture",))
+        nav_register("Evidence packs", "compliance:evidence", "compliance_app.view_evidencepack",
+                     section="Audit & compliance", active_for=("compliance:evidence",))
