@@ -51,10 +51,13 @@ class BindingListView(PortalPermissionMixin, View):
     required_permission = "cmk_app.view_cmkbinding"
 
     def get(self, request):
+        from cmk_app.tables import binding_table
+
         show_all = request.GET.get("all") == "1"
+        rows = selectors.binding_list(include_detached=show_all)
         return render(request, "cmk_app/binding_list.html", {
-            "bindings": selectors.binding_list(include_detached=show_all), "show_all": show_all,
-            "hsms": HsmInstance.objects.order_by("name")})
+            "table": binding_table(request=request, rows=rows, filtered=False),
+            "show_all": show_all})
 
 
 class AttachView(PortalPermissionMixin, View):
