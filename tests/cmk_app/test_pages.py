@@ -80,3 +80,18 @@ def test_resource_tab_forms(hsm, admin, sdk, emulator):
     bad = client.post(f"/hsms/{hsm.name}/resource/replicas/", {"region": "north europe!"},
                       follow=True)
     assert "Name an Azure region" in bad.content.decode()
+
+
+def test_disabling_a_key_in_use_from_its_page_asks_for_approval(hsm, admin, cmk_key, sdk):
+    CmkBinding.objects.create(hsm=hsm, key_name=cmk_key.name, resource_id="/subscriptions/s/"
+                              "resourceGroups/g/providers/Microsoft.Storage/storageAccounts/sty",
+                              kind="storage", resource_name="sty", status="active")
+    client = as_user(admin)
+    page = client.get(f"/hsms/{hsm.name}/keys/{cmk_key.name}/").content.decode()
+    assert "Why (for the approver: resources use this key)" in page
+    response = client.post(f"/hsms/{hsm.name}/keys/{cmk_key.name}/disable/",
+                           {"confirm_name": cmk_key.name, "justification": "suspected leak"})
+    request = ApprovalRequest.objects.get(operation="key.disable")
+    assert response.status_code == 302 and response.url == request.get_absolute_url()
+    assert request.justification == "suspected leak"
+    assert sdk["keys"].get_key(cmk_key.name).properties.enabled is True
