@@ -1,5 +1,5 @@
 """Reads for the CMK pages and API: bindings, a key's dependents, replica-region notes."""
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 
 from cmk_app.models import CmkBinding
 from portal.errors import NotFound
@@ -65,8 +65,3 @@ def replica_notes(*, hsm: HsmInstance, locations: list[str], regions: list[dict]
                 f"is lost needs an HSM of its own in {location}.")
     return notes
 
-
-def bindings_needing_attention(*, hsm: HsmInstance) -> QuerySet[CmkBinding]:
-    """Failed attaches, and pinned bindings behind the key's current version."""
-    return CmkBinding.objects.filter(hsm=hsm).filter(
-        Q(status=CmkBinding.Status.FAILED)).order_by("-updated")

@@ -138,6 +138,21 @@ def test_switching_a_resource_to_another_key_needs_approval(
                                         request_id="r")
     assert isinstance(pending, ApprovalRequest) and pending.operation == "cmk.switch"
     assert pending.context["from_key"] == cmk_key.name
+    # Approved: the same wizard runs for the new key (its job, run here as a worker would).
+    from cmk_app import tasks
+    from portal.jobs.models import Job
+    from tests.cmk_app.conftest import GROUP
+
+    with django_capture_on_commit_callbacks(execute=False):
+        approve_and_run(pending)
+    job = Job.objects.filter(kind="cmk.attach", params__key_name=other.name).get()
+    tasks.cmk_attach_run.apply(args=[job.pk])
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    kv = sdk["storage"].storage_accounts.get_properties(
+        GROUP, storage_account.name).encryption.key_vault_properties
+    assert kv.key_name == other.name
+    assert CmkBinding.objects.get(resource_id=storage_account.id).key_name == other.name
 
 
 def test_purge_protection_turned_on_with_approval(db, admin, sdk, emulator, azure_settings, api_as):
