@@ -34,6 +34,7 @@ api_patterns = ([
     path("tokens/", accounts_api.TokenListApi.as_view(), name="token-list"),
     path("tokens/<int:token_id>/", accounts_api.TokenDetailApi.as_view(), name="token-detail"),
     path("", include("portal.approvals.api.urls")),
+    path("", include("portal.audit.api.urls")),
     path("", include("keys_app.api.urls")),
     path("", include("access_app.api.urls")),
     path("", include("dr_app.api.urls")),
@@ -47,6 +48,7 @@ urlpatterns = [
     path("preferences/table/", views.TablePreferenceView.as_view(), name="table-preference"),
     path("accounts/", include("portal.accounts.urls")),
     path("audit/", include(audit_patterns)),
+    path("", include("portal.audit.urls")),  # timelines, chain status (namespace "trail")
     path("hsms/", include(gateway_patterns)),
     path("hsms/<str:hsm_id>/", include("keys_app.urls")),
     path("", include("access_app.urls")),

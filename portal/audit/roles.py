@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connections
 
 EVENTS, HEAD = "audit_auditevent", "audit_auditchainhead"
+CHECKPOINTS = "audit_auditcheckpoint"
 
 
 class RoleSetupError(Exception):
@@ -38,6 +39,15 @@ def runtime_grants_sql(*, owner: str, runtime: str, quote=None) -> list[str]:
         f"REVOKE ALL ON {EVENTS}, {HEAD} FROM PUBLIC, {rt}",
         f"GRANT SELECT, INSERT ON {EVENTS} TO {rt}",
         f"GRANT SELECT, UPDATE ON {HEAD} TO {rt}",
+        # Signed checkpoints are evidence too: appended, never changed or removed.
+        f"REVOKE ALL ON {CHECKPOINTS} FROM PUBLIC, {rt}",
+        f"GRANT SELECT, INSERT ON {CHECKPOINTS} TO {rt}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {rt}",
+        # Old rows leave only through audit_purge() (migration 0006), which refuses rows
+        # younger than the retention or not covered by a signed anchor.
+        "DO $$BEGIN IF to_regprocedure('audit_purge(bigint,integer)') IS NOT NULL THEN "
+        f"EXECUTE 'GRANT EXECUTE ON FUNCTION audit_purge(bigint, integer) TO "
+        f"{rt.replace(chr(39), chr(39) * 2)}'; END IF; END$$",
     ]
 
 

@@ -65,3 +65,27 @@ def audit_event_page(*, filters: AuditFilter, before_seq: int | None = None,
 def audit_event_list_for_export(*, filters: AuditFilter):
     """All matching events, oldest first, streamed from the database in chunks."""
     return audit_event_queryset(filters=filters).order_by("seq").iterator(chunk_size=2000)
+
+
+def chain_status() -> dict:
+    """What the chain status page and API show: the head, the last verifications, the last
+    checkpoints, the retention and the HSM log ingestion."""
+    from django.conf import settings
+
+    from portal.audit.models import (AuditChainHead, AuditCheckpoint, AuditVerification,
+                                     HsmAuditCursor, HsmAuditEvent)
+
+    head = AuditChainHead.objects.filter(pk=1).first()
+    verifications = list(AuditVerification.objects.order_by("-started", "-id")[:10])
+    oldest = AuditEvent.objects.order_by("seq").values("seq", "time").first()
+    return {
+        "head_seq": head.seq if head else 0, "head_hash": head.hash if head else "",
+        "last": verifications[0] if verifications else None,
+        "verifications": verifications,
+        "checkpoints": list(AuditCheckpoint.objects.order_by("-seq", "-id")[:10]),
+        "oldest": oldest, "retention_days": settings.AUDIT_RETENTION_DAYS,
+        "hsm_events": HsmAuditEvent.objects.count() if HsmAuditEvent.objects.exists() else 0,
+        "last_ingest": HsmAuditCursor.objects.order_by("-updated").values_list(
+            "updated", flat=True).first(),
+        "hsm_audit_source": settings.HSM_AUDIT_SOURCE,
+    }

@@ -8,6 +8,7 @@ from portal.audit.chain import GENESIS_HASH, ChainReport, verify_rows, event_has
 from portal.audit.models import AuditChainHead, AuditEvent
 from portal.audit.redaction import redact
 from portal.errors import AuditUnavailable, BadInput
+from portal.gateway.correlation import intent_closed, intent_opened
 from portal.middleware import client_request_id_for
 from portal.permissions import user_role
 
@@ -58,7 +59,13 @@ def _append(*, who: dict, action: str, target: str, request_id: str, client_requ
                 AuditChainHead.objects.bulk_create(
                     [AuditChainHead(pk=1, seq=0, hash=GENESIS_HASH)], ignore_conflicts=True)
                 head = AuditChainHead.objects.select_for_update().get(pk=1)
-            fields.update(seq=head.seq + 1, time=timezone.now(), prev_hash=head.hash)
+            # Time never goes backwards along the chain (a clock step back keeps the last
+            # row's time), so a date range is a seq range: searches stay on (x, seq) indexes.
+            now = timezone.now()
+            last_time = (AuditEvent.objects.filter(seq=head.seq).values_list("time", flat=True)
+                         .first() if head.seq else None)
+            fields.update(seq=head.seq + 1, time=max(now, last_time) if last_time else now,
+                          prev_hash=head.hash)
             fields["hash"] = event_hash(fields)
             event = AuditEvent.objects.create(**fields)
             AuditChainHead.objects.filter(pk=1).update(seq=event.seq, hash=event.hash)
@@ -80,9 +87,13 @@ def audit_record(*, actor, action: str, target: str = "", request_id: str = "",
     chain. Raises AuditUnavailable (503) if the row cannot be written: callers must not
     act then. Joins the caller's transaction when there is one.
     """
-    return _append(who=actor_fields(actor), action=action, target=target,
-                   request_id=request_id, client_request_id=client_request_id_for(request_id),
-                   outcome=outcome, detail=detail)
+    event = _append(who=actor_fields(actor), action=action, target=target,
+                    request_id=request_id, client_request_id=client_request_id_for(request_id),
+                    outcome=outcome, detail=detail)
+    if outcome == AuditEvent.Outcome.INTENT:
+        # HSM calls until the outcome carry this request id as x-ms-client-request-id.
+        intent_opened(event.seq, event.request_id)
+    return event
 
 
 def audit_result(intent: AuditEvent, *, ok: bool, detail: dict | None = None,
@@ -94,6 +105,7 @@ def audit_result(intent: AuditEvent, *, ok: bool, detail: dict | None = None,
     key app-key"); with ok=False it did not succeed. Neither says "nothing was done".
     """
     who = {"actor_id": intent.actor_id, "actor_name": intent.actor_name, "role": intent.role}
+    intent_closed(intent.seq)
     result = outcome or (AuditEvent.Outcome.SUCCEEDED if ok else AuditEvent.Outcome.FAILED)
     # An approved action's chain (request -> approvals -> action -> outcome) is one
     # correlation id: the outcome carries its intent's.

@@ -13,14 +13,21 @@ from contextvars import ContextVar
 
 HEADER = "x-ms-client-request-id"
 _scoped: ContextVar[str] = ContextVar("portal_correlation_id", default="")
+# Intents opened and not yet closed in this context: ((seq, request_id), ...), newest last.
+_open_intents: ContextVar[tuple] = ContextVar("portal_open_intents", default=())
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
 def current_correlation_id() -> str:
-    """The scope's id, else the web request's server id, else "" (the SDK's own then)."""
+    """The scope's id, else the request id of the newest open audit intent (a job acting
+    for an approval: its correlation id), else the web request's id, else "" (the SDK
+    makes one up then)."""
     scoped = _scoped.get()
     if scoped:
         return scoped
+    intents = _open_intents.get()
+    if intents:
+        return intents[-1][1]
     from portal.middleware import _current_ids
 
     return _current_ids.get()[0]
@@ -34,6 +41,24 @@ def correlation_scope(correlation_id: str):
         yield
     finally:
         _scoped.reset(token)
+
+
+def intent_opened(seq: int, request_id: str) -> None:
+    """An intent row was appended: HSM calls until its outcome carry its request id."""
+    if request_id:
+        _open_intents.set((_open_intents.get() + ((seq, request_id),))[-20:])
+
+
+def intent_closed(seq: int) -> None:
+    """The intent's outcome was appended."""
+    intents = _open_intents.get()
+    if any(open_seq == seq for open_seq, _ in intents):
+        _open_intents.set(tuple(item for item in intents if item[0] != seq))
+
+
+def forget_intents() -> None:
+    """A new task starts in this thread: nothing left open by the previous one applies."""
+    _open_intents.set(())
 
 
 def correlation_key(value: str) -> str:
