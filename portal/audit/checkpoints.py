@@ -266,13 +266,14 @@ def audit_verify_job_run(*, job_id: int):
     job = Job.objects.get(pk=job_id)
 
     def progress(done: int, total: int) -> None:
-        job_progress(job_id=job_id, percent=min(99, done * 100 // total),
-                     step=f"Verified {done:,} of {total:,} rows")
+        text = f"Verified {done:,} of {total:,} rows"
+        job_progress(job_id=job_id, percent=min(99, done * 100 // total), step=text, log=text)
 
     job_progress(job_id=job_id, percent=0, step="Checking the signed checkpoints")
     try:
         verification = audit_verification_run(trigger="job", actor_name=job.actor_name,
-                                               job_id=job_id, progress=progress)
+                                               job_id=job_id, progress=progress,
+                                               batch=VERIFY_BATCH)
     except PortalError as exc:
         return job_finish(job_id=job_id, ok=False, error=exc.message)
     result = {"verification_id": verification.pk, "rows": verification.rows,

@@ -212,9 +212,14 @@ def checkpoint_verify(hsm, *, key_id: str, payload: bytes, signature: str) -> bo
     return bool(result.is_valid)
 
 
+def _checkpoint_container():
+    return blob_service().get_container_client(settings.AUDIT_CHECKPOINT_CONTAINER
+                                               or CHECKPOINT_CONTAINER)
+
+
 def checkpoint_store(*, name: str, document: dict) -> None:
     """Write a checkpoint's JSON blob (never overwritten: a second write of a name fails)."""
-    container = blob_service().get_container_client(CHECKPOINT_CONTAINER)
+    container = _checkpoint_container()
     with _storage_errors("store an audit checkpoint"):
         try:
             container.create_container()
@@ -226,7 +231,7 @@ def checkpoint_store(*, name: str, document: dict) -> None:
 
 def checkpoint_documents() -> list[dict]:
     """Every checkpoint JSON in the checkpoint container (each with its "blob_name")."""
-    container = blob_service().get_container_client(CHECKPOINT_CONTAINER)
+    container = _checkpoint_container()
     documents = []
     with _storage_errors("list the audit checkpoints"):
         try:
