@@ -95,14 +95,15 @@ def checkpoint_create(*, kind: str = AuditCheckpoint.Kind.HEAD, seq: int | None 
     from portal.gateway import audit_logs
 
     if seq is None:
-        head = AuditChainHead.objects.filter(pk=1).first()
-        seq, hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
         last = AuditCheckpoint.objects.filter(kind=AuditCheckpoint.Kind.HEAD).order_by("-seq").first()
         if not force and last and not AuditEvent.objects.filter(seq__gt=last.seq).exclude(
-                action=CHECKPOINT_ACTION).exists():
+                action__startswith=CHECKPOINT_ACTION).exists():
             return None
     hsm = checkpoint_hsm()
-    key_id = checkpoint_key_ensure(hsm)
+    key_id = checkpoint_key_ensure(hsm)  # first: its creation rows come under the head
+    if seq is None:
+        head = AuditChainHead.objects.filter(pk=1).first()
+        seq, hash = (head.seq, head.hash) if head else (0, GENESIS_HASH)
     now = timezone.now()
     document = {"chain": CHAIN_NAME, "kind": str(kind), "seq": seq, "hash": hash,
                 "time": now.isoformat(timespec="microseconds"), "key_id": key_id,
