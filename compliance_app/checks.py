@@ -242,18 +242,20 @@ def _inventory(hsm):
     from keys_app.selectors import KeyFilter, inventory_state, key_list
 
     state = inventory_state(hsm=hsm)
-    if state is None or state.last_synced_at is None:
+    keys = list(key_list(hsm=hsm, filters=KeyFilter(state="active")))
+    synced = state.last_synced_at if state is not None else None
+    if synced is None and not keys:
         raise PortalError(f"The key inventory of {hsm.name} has never been read; refresh it "
                           "on the key list.", code="inventory_unknown")
-    return state, list(key_list(hsm=hsm, filters=KeyFilter(state="active")))
+    return synced, keys
 
 
 @check_register("keys_rotation_or_expiry", "Every key has a rotation policy or an expiry")
 def keys_rotation_or_expiry(*, hsm, ctx: Context) -> Finding:
-    state, keys = _inventory(hsm)
+    synced, keys = _inventory(hsm)
     bare = [k.name for k in keys if k.rotation_policy is None and k.expires is None]
     evidence = {"keys": len(keys), "without_policy_or_expiry": bare[:200],
-                "inventory_synced_at": _when(state.last_synced_at), "source": "keys_app inventory"}
+                "inventory_synced_at": _when(synced), "source": "keys_app inventory"}
     if not keys:
         return Finding(NA, "The HSM has no keys.", evidence)
     if not bare:
@@ -292,12 +294,12 @@ def rotation_interval_days(policy: dict | None) -> float | None:
 
 @check_register("rotation_interval", "Rotation intervals are at most 2 years")
 def rotation_interval(*, hsm, ctx: Context) -> Finding:
-    state, keys = _inventory(hsm)
+    synced, keys = _inventory(hsm)
     rotating = {k.name: rotation_interval_days(k.rotation_policy) for k in keys}
     rotating = {name: days for name, days in rotating.items() if days is not None}
     long = sorted(name for name, days in rotating.items() if days > ROTATION_MAX_DAYS)
     evidence = {"rotating_keys": len(rotating), "longer_than_2_years": {n: round(rotating[n]) for n in long[:200]},
-                "max_days": ROTATION_MAX_DAYS, "inventory_synced_at": _when(state.last_synced_at),
+                "max_days": ROTATION_MAX_DAYS, "inventory_synced_at": _when(synced),
                 "source": "keys_app inventory (rotation policies)"}
     if not rotating:
         return Finding(NA, "No key rotates automatically.", evidence)
