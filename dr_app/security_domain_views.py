@@ -250,8 +250,6 @@ class SdUploadView(SdMixin, View):
         except PortalError as exc:
             messages.error(request, exc.message)
             return SdRecoverView.get(self, request, hsm_id, form=form, status=exc.status)
-        finally:
-            del blob
         # Always a pending approval: the upload job starts only when it is approved.
         return page_pending(request, result)
 
