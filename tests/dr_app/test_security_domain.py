@@ -414,3 +414,53 @@ def test_an_hsm_lost_sight_of_while_activating_keeps_its_security_domain(client,
     assert AuditEvent.objects.filter(action="custody.activate").count() == 1
     saved = client.post(f"/api/v1/hsms/{source.name}/security-domain/download/{job.pk}/")
     assert saved.status_code == 200 and b"SharedKeys" in saved.content
+
+
+def test_the_custodians_prepare_the_portals_files_with_the_real_azure_cli(
+        client, admin, source, target, tmp_path, django_capture_on_commit_callbacks):
+    """What custodians really do offline: `az keyvault security-domain restore-blob` (the
+    pinned Azure CLI, no sign-in, no network) on the security domain and the exchange key
+    the portal handed out; the portal then uploads the CLI's file and the HSM restores it."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    az_path = Path(__file__).resolve().parents[2] / ".venv-azcli" / "bin" / "az"
+    if not az_path.exists():
+        pytest.fail("The Azure CLI is not installed at .venv-azcli: run `make azcli`.")
+    people = make_custodians(3, prefix="cli_keeper")
+    keys = []
+    for person in people:
+        _cer, key = person.write(tmp_path)
+        keys.append(str(key))
+    signed_in(client, admin)
+    job = activate(client, source, people, quorum=2)
+    saved = tmp_path / "security-domain.json"
+    saved.write_bytes(client.post(
+        f"/api/v1/hsms/{source.name}/security-domain/download/{job.pk}/").content)
+    exchange = tmp_path / "exchange-key.pem"
+    exchange.write_text(client.post(
+        f"/api/v1/hsms/{target.name}/security-domain/init-recovery/").json()["pem"])
+
+    blob = tmp_path / "restore-blob.json"
+    home = tmp_path / "azcli"
+    result = subprocess.run(
+        [str(az_path), "keyvault", "security-domain", "restore-blob", "--sd-file", str(saved),
+         "--sd-exchange-key", str(exchange), "--sd-wrapping-keys", keys[0], keys[2],
+         "--sd-file-restore-blob", str(blob)],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home),
+             "AZURE_CONFIG_DIR": str(home / "config"), "AZURE_CORE_COLLECT_TELEMETRY": "false",
+             "AZURE_CORE_ONLY_SHOW_ERRORS": "true"},
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+    with django_capture_on_commit_callbacks(execute=False):
+        pending = client.post(f"/api/v1/hsms/{target.name}/security-domain/upload/",
+                              {"value": blob.read_text()}, content_type="application/json")
+        approve_and_run(ApprovalRequest.objects.get(pk=pending.json()["approval_request"]["id"]))
+    upload_job = Job.objects.get(kind=services.UPLOAD_KIND)
+    security_domain_upload_run.apply(args=[upload_job.pk], task_id=f"upload-{upload_job.pk}")
+    upload_job.refresh_from_db()
+    assert upload_job.status == Job.Status.SUCCEEDED, upload_job.error
+    assert client.get(f"/api/v1/hsms/{target.name}/security-domain/").json()["activation"] == \
+        "active"
