@@ -215,3 +215,30 @@ def test_retire_and_quorum_from_the_pages(client, admin, auditor, vault, people)
     text = signed_in(client, auditor).get(f"{base}custodians/{custodian.pk}/").content.decode()
     assert "Custodian keeper0" in text and "Retire custodian" not in text
     assert signed_in(client, auditor).post(f"{base}quorum/", {"quorum": "2"}).status_code == 403
+
+
+def test_the_openssl_command_the_page_shows_proves_custody(client, admin, vault, people,
+                                                          tmp_path):
+    """The custodian follows the page: `openssl dgst -sha256 -sign` on the challenge file."""
+    import shutil
+    import subprocess
+
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    openssl = shutil.which("openssl")
+    assert openssl, "openssl is needed for this test"
+    _cer, key = people[0].write(tmp_path)
+    custodian = add(vault, people[0], admin)
+    page = signed_in(client, admin)
+    base = f"/hsms/{vault.name}/security-domain/custodians/{custodian.pk}/"
+    challenge = tmp_path / "custody-challenge.txt"
+    challenge.write_bytes(page.post(base + "challenge/").content)
+    assert "openssl dgst -sha256 -sign" in page.get(base).content.decode()
+    signature = tmp_path / "challenge.sig"
+    subprocess.run([openssl, "dgst", "-sha256", "-sign", str(key), "-out", str(signature),
+                    str(challenge)], check=True, capture_output=True, timeout=30)
+    page.post(base + "prove/", {
+        "challenge_file": SimpleUploadedFile("custody-challenge.txt", challenge.read_bytes()),
+        "signature": SimpleUploadedFile("challenge.sig", signature.read_bytes())})
+    custodian.refresh_from_db()
+    assert custodian.last_proven is not None
