@@ -163,6 +163,10 @@ def _fonts() -> tuple[str, str]:
     if "PackVera" not in pdfmetrics.getRegisteredFontNames():
         pdfmetrics.registerFont(TTFont("PackVera", "Vera.ttf"))
         pdfmetrics.registerFont(TTFont("PackVeraBd", "VeraBd.ttf"))
+    # A drawing starts its state with reportlab's default font (Helvetica, not embedded).
+    from reportlab.graphics.shapes import STATE_DEFAULTS
+
+    STATE_DEFAULTS["fontName"] = "PackVera"
     return "PackVera", "PackVeraBd"
 
 
@@ -309,7 +313,8 @@ def render_pdf(document: dict) -> bytes:
 
     out = io.BytesIO()
     doc = SimpleDocTemplate(out, pagesize=A4, title=f"Evidence pack {pack['id']}",
-                            author="mhsm-portal", leftMargin=15 * mm, rightMargin=15 * mm,
+                            author="mhsm-portal", initialFontName=regular,
+                            leftMargin=15 * mm, rightMargin=15 * mm,
                             topMargin=15 * mm, bottomMargin=15 * mm)
 
     def footer(canvas, doc_):

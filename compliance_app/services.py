@@ -155,6 +155,8 @@ def evidence_pack_run(*, job_id: int) -> EvidencePack:
 
 def evidence_pack_download(*, pack_id: int, fmt: str, actor, request_id: str) -> tuple[bytes, str, str]:
     """(body, content type, file name) of a ready pack; the download is audited."""
+    if fmt not in ("pdf", "json"):
+        raise NotFound("Evidence packs download as pdf or json.")
     pack = EvidencePack.objects.filter(pk=pack_id).first()
     if pack is None:
         raise NotFound(f"No evidence pack {pack_id}.")
@@ -163,10 +165,8 @@ def evidence_pack_download(*, pack_id: int, fmt: str, actor, request_id: str) ->
                        " download it when its job has finished.", code="pack_not_ready")
     if fmt == "pdf":
         body, ctype = bytes(pack.pdf), "application/pdf"
-    elif fmt == "json":
-        body, ctype = pack_json_bytes(pack.document), "application/json"
     else:
-        raise NotFound("Evidence packs download as pdf or json.")
+        body, ctype = pack_json_bytes(pack.document), "application/json"
     audit_record(actor=actor, action="evidence.download", target=f"evidence-pack:{pack.pk}",
                  request_id=request_id, outcome=AuditEvent.Outcome.RECORDED,
                  detail={"format": fmt, "sha256": pack.pdf_sha256 if fmt == "pdf"
