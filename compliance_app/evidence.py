@@ -210,10 +210,15 @@ def render_pdf(document: dict) -> bytes:
         style.fontName = bold if style.name.startswith(("Heading", "Title")) else regular
     body, small = styles["BodyText"], styles["BodyText"].clone("small", fontSize=7, leading=9)
 
+    def when(value):
+        return value[:16].replace("T", " ") if value else ""
+
     def para(text, style=body):
         return Paragraph(escape(str(text)), style)
 
-    def table(header, rows, widths=None):
+    def table(header, rows, widths=None, empty="None recorded."):
+        if not rows:
+            return [para(empty, small)]
         data = [[para(h, small) for h in header]] + [[para("" if c is None else c, small) for c in row]
                                                       for row in rows[:PDF_ROWS]]
         t = Table(data, colWidths=widths, repeatRows=1)
@@ -247,8 +252,8 @@ def render_pdf(document: dict) -> bytes:
                             [b["bucket"] for b in inv["age_histogram"]],
                             [b["keys"] for b in inv["age_histogram"]], regular))
     story += table(["HSM", "Key", "Type", "Created", "Age (days)", "Expires", "Versions", "Enabled"],
-                   [[k["hsm"], k["name"], f"{k['type']} {k['size_or_curve']}", k["created"],
-                     k["age_days"], k["expires"] or "never", k["versions"], "yes" if k["enabled"] else "no"]
+                   [[k["hsm"], k["name"], f"{k['type']} {k['size_or_curve']}", when(k["created"]),
+                     k["age_days"], when(k["expires"]) or "never", k["versions"], "yes" if k["enabled"] else "no"]
                     for k in inv["keys"]])
 
     rot = document["rotation"]
@@ -267,24 +272,28 @@ def render_pdf(document: dict) -> bytes:
     story += table(["#", "HSM", "Principal", "Role", "Scope", "Status", "Requested by", "Created",
                     "Expires"],
                    [[r["id"], r["hsm"], r["principal_name"] or r["principal_id"], r["role"], r["scope"],
-                     r["status"], r["requested_by"], r["created"], r["expires"]] for r in acc["requests"]])
+                     r["status"], r["requested_by"], when(r["created"]), when(r["expires"])]
+                    for r in acc["requests"]],
+                   [10 * mm, 18 * mm, 25 * mm, 25 * mm, 22 * mm, 15 * mm, 18 * mm, 22 * mm, 22 * mm],
+                   empty="No access requests.")
     story.append(Spacer(1, 3 * mm))
     story += table(["Review", "HSM", "Started by", "Started", "Ends", "Status", "Items", "Decisions"],
-                   [[c["name"], c["hsm"], c["started_by"], c["started_at"], c["ends_at"], c["status"],
-                     c["items"], ", ".join(f"{k}: {v}" for k, v in sorted(c["decisions"].items()))]
-                    for c in acc["reviews"]])
+                   [[c["name"], c["hsm"], c["started_by"], when(c["started_at"]), when(c["ends_at"]),
+                     c["status"], c["items"],
+                     ", ".join(f"{k}: {v}" for k, v in sorted(c["decisions"].items()))]
+                    for c in acc["reviews"]], empty="No access reviews.")
 
     rec = document["recovery"]
     story.append(para("Backups and DR drills", styles["Heading1"]))
     per_day = rec["successful_backups_per_day"]
     story.append(_bar_chart(f"Successful backups per day (last {BACKUP_DAYS} days)",
                             [d["day"][5:] for d in per_day], [d["backups"] for d in per_day], regular))
-    story += table(["Drill", "Primary → secondary", "Started", "Finished", "Result", "RTO (s)", "RPO (s)"],
-                   [[d["id"], f"{d['primary']} → {d['secondary']}", d["started"], d["finished"],
+    story += table(["Drill", "Primary to secondary", "Started", "Finished", "Result", "RTO (s)", "RPO (s)"],
+                   [[d["id"], f"{d['primary']} to {d['secondary']}", when(d["started"]), when(d["finished"]),
                      {True: "passed", False: "failed"}.get(d["passed"], "not finished"),
                      round(d["rto_seconds"]) if d["rto_seconds"] is not None else None,
                      round(d["rpo_seconds"]) if d["rpo_seconds"] is not None else None]
-                    for d in rec["drills"]])
+                    for d in rec["drills"]], empty="No DR drill has run.")
 
     post = document["posture"]
     story.append(para("Posture", styles["Heading1"]))
