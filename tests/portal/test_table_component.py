@@ -12,6 +12,7 @@ from portal.audit.models import AuditEvent
 from portal.audit.services import audit_record
 from portal.audit.views import detail_fields
 from portal.gateway.models import HsmInstance
+from portal.tables import table_spec
 
 UTC = dt_timezone.utc
 
@@ -94,19 +95,28 @@ def test_column_preferences_are_per_user_remembered_and_audited(client, admin, a
                                                                  inventory):
     client.force_login(admin)
     url = f"/hsms/{inventory.name}/keys/"
+    shown = ["type", "status", "expires", "versions"]
     response = client.post("/preferences/table/", {
-        "table": "keys", "shown": ["type", "status", "expires", "versions"],
-        "density": "compact", "next": url})
+        "table": "keys", "shown": shown, "density": "compact", "next": url})
     assert response.status_code == 302 and response["Location"] == url
     pref = TablePreference.objects.get(user=admin, table="keys")
-    assert pref.hidden_columns == ["rotation", "tags", "created", "updated"]
+    # Every other hideable column of the key table (apps may add columns), in its order.
+    keys = table_spec("keys").column_keys()
+    hidden = [column.key for column in table_spec("keys").columns
+              if column.hideable and column.key not in shown]
+    assert {"rotation", "tags", "created", "updated"} <= set(hidden) and "name" not in hidden
+    assert pref.hidden_columns == hidden
     assert pref.density == "compact"
     event = AuditEvent.objects.filter(action="preference.set").get()
     assert (event.actor_name, event.target, event.detail["density"]) == (
         admin.username, "table:keys", "compact")
 
     html = client.get(url).content.decode()
-    assert 'data-hide="c5 c7 c8 c9"' in html and 'data-density="compact"' in html
+    positions = " ".join(f"c{keys.index(key) + 1}" for key in hidden)
+    assert keys[:9] == ["name", "type", "status", "expires", "rotation", "versions", "tags",
+                        "created", "updated"]
+    assert positions.startswith("c5 c7 c8 c9")
+    assert f'data-hide="{positions}"' in html and 'data-density="compact"' in html
     assert 'value="tags" data-col="c7">' in html  # unchecked in the chooser
     # Another user keeps the defaults (Created is hidden until someone shows it).
     client.force_login(auditor)
