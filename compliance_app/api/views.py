@@ -1,7 +1,7 @@
 """Posture and evidence packs over the API: the same services and selectors as the pages."""
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -75,7 +75,10 @@ class EvidencePackDetailApi(APIView):
 class EvidencePackDownloadApi(APIView):
     required_permission = "compliance_app.view_evidencepack"
 
-    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY,
+    @extend_schema(operation_id="evidence_pack_download",
+                   parameters=[OpenApiParameter("fmt", OpenApiTypes.STR, OpenApiParameter.PATH,
+                                                enum=["pdf", "json"])],
+                   responses={(200, "application/pdf"): OpenApiTypes.BINARY,
                               (200, "application/json"): OpenApiTypes.OBJECT},
                    description="A ready pack as pdf or json (409 pack_not_ready before). Audited.")
     def get(self, request, pack_id: int, fmt: str):
