@@ -35,6 +35,7 @@ NOT_PAGES = {
     "keys:key-public": "a public-key file download",
     "keys:key-version-public": "a public-key file download",
     "access:campaign-evidence": "an access review's evidence as a JSON download",
+    "compliance:evidence-download": "an evidence pack's PDF or JSON download",
     "keys-home": "a redirect to the first HSM's key list (visited as keys:key-list)",
     "accounts:login": "the sign-in page: visited signed out, in its own test",
     "accounts:entra-start": "a redirect to the directory's sign-in (test_entra_sign_in.py)",
