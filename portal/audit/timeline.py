@@ -59,6 +59,15 @@ class Entry:
     detail: dict = field(default_factory=dict)
     caused_by: list = field(default_factory=list)
 
+    @property
+    def short_target(self) -> str:
+        """What the page shows: an HSM URL as its path (/keys/<name>/<version>)."""
+        if self.source == "hsm" and "://" in self.target:
+            from urllib.parse import urlsplit
+
+            return urlsplit(self.target).path or self.target
+        return self.target
+
     def as_dict(self) -> dict:
         return {"source": self.source, "time": self.time.isoformat(), "actor": self.actor,
                 "action": self.action, "target": self.target, "outcome": self.outcome,

@@ -154,7 +154,8 @@ class ChainStatusView(PortalPermissionMixin, View):
     def get(self, request):
         from portal.audit.selectors import chain_status
 
-        return render(request, "audit/chain_status.html", chain_status())
+        data = chain_status()
+        return render(request, "audit/chain_status.html", {**data, "facts": chain_facts(data)})
 
     def post(self, request):
         from portal.audit.checkpoints import audit_verify_start
@@ -164,3 +165,36 @@ class ChainStatusView(PortalPermissionMixin, View):
                                   "and checks every signed checkpoint.")
         return redirect(job.get_absolute_url())
 
+
+
+def chain_facts(data: dict) -> list:
+    """The chain status's Essentials: the last verification first, then the chain."""
+    from portal.objects import Fact
+
+    last = data["last"]
+    oldest = data["oldest"]
+    if last is None:
+        facts = [Fact("Last verification", "Not verified yet", kind="status", tone="muted")]
+    else:
+        facts = [
+            Fact("Last verification", "Intact" if last.ok else "Broken", kind="status",
+                 tone="ok" if last.ok else "bad", id="last-result"),
+            Fact("Verified", last.started, kind="time"),
+            Fact("Run by", last.actor_name or last.trigger),
+            Fact("Rows verified", f"{last.rows:,}" + (f" (from seq {last.first_seq})"
+                                                      if last.first_seq else "")),
+            Fact("First bad seq", last.first_bad_seq, note="None"),
+            Fact("Reason", last.reason, note="—"),
+            Fact("Signed checkpoints checked", last.checkpoints),
+        ]
+    facts += [
+        Fact("Chain head", f"seq {data['head_seq']:,}"),
+        Fact("Head hash", data["head_hash"], kind="code"),
+        Fact("Oldest kept row", f"seq {oldest['seq']:,}, {oldest['time']:%Y-%m-%d}"
+             if oldest else ""),
+        Fact("Retention", f"{data['retention_days']} days (never under 180)"),
+        Fact("HSM audit events read", f"{data['hsm_events']:,} (source: "
+                                      f"{data['hsm_audit_source']})"),
+        Fact("HSM logs last read", data["last_ingest"], kind="time", note="Not yet"),
+    ]
+    return facts

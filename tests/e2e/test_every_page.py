@@ -32,6 +32,7 @@ SIZES = {"1280": {"width": 1280, "height": 800}, "1920": {"width": 1920, "height
 NOT_PAGES = {
     "healthz": "JSON for load balancers",
     "audit:event-export": "a CSV download",
+    "trail:timeline-export": "a timeline's CSV or JSON download",
     "keys:key-public": "a public-key file download",
     "keys:key-version-public": "a public-key file download",
     "access:campaign-evidence": "an access review's evidence as a JSON download",
@@ -98,8 +99,11 @@ def seed(hsm, secondary_hsm, admin) -> dict:
     job = job_create(kind="keys.sync", actor=admin, hsm=hsm)
     job_finish(job_id=job.pk, ok=False, error="The HSM answered 503; try again shortly.")
     from tests.access_app.seed import seed_access
+    from tests.support.hsm_audit import seed_hsm_events
 
+    seed_hsm_events(hsm, name)  # the key's and the HSM's Timeline tabs have HSM events
     return {**seed_access(hsm, admin), "hsm_id": hsm.name, "name": name,
+            "principal": f"local:{admin.pk}",
             "version": record.versions.first().version,
             "job_id": job.pk, "custodian_id": seed_custodian(hsm, admin).pk,
             "approval_id": key_services.key_delete(  # a pending request (maker-checker)

@@ -43,3 +43,38 @@ def diagnostic_setting(emulator, hsm_name: str = "primary", name: str | None = N
             yield name
         finally:
             arm.delete(url, params={"api-version": API})
+
+
+def seed_hsm_events(hsm, key_name: str, *, correlation_id: str = "") -> list:
+    """Two HSM AuditEvents of a key (KeyCreate by the portal, a refused KeyGet by someone
+    else), stored as ingestion stores them, for pages that show timelines."""
+    from datetime import datetime, timezone
+
+    from portal.audit.hsm_events import _store, event_row
+
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f0Z")
+    base = {"TenantId": str(uuid.uuid4()), "time": now, "resourceId": hsm.arm_resource_id.upper(),
+            "operationVersion": "7.6", "category": "AuditEvent", "callerIpAddress": "127.0.0.1",
+            "location": "westeurope"}
+    events = [
+        {**base, "operationName": "KeyCreate", "resultType": "Success", "resultSignature": "OK",
+         "resultDescription": "", "durationMs": "12", "correlationId": correlation_id or str(uuid.uuid4()),
+         "identity": {"claim": {"oid": str(uuid.uuid4()), "appid": str(uuid.uuid4())}},
+         "properties": {"id": f"{hsm.uri.rstrip('/')}/keys/{key_name}/{uuid.uuid4().hex}",
+                        "requestUri": f"{hsm.uri.rstrip('/')}/keys/{key_name}/create?api-version=7.6",
+                        "httpStatusCode": 200, "isRbacAuthorized": True}},
+        {**base, "operationName": "KeyGet", "resultType": "Success", "resultSignature": "Forbidden",
+         "resultDescription": "Caller is not authorized", "durationMs": "3",
+         "correlationId": str(uuid.uuid4()),
+         "identity": {"claim": {"oid": str(uuid.uuid4()), "upn": "eve@contoso.example"}},
+         "properties": {"id": f"{hsm.uri.rstrip('/')}/keys/{key_name}",
+                        "requestUri": f"{hsm.uri.rstrip('/')}/keys/{key_name}?api-version=7.6",
+                        "httpStatusCode": 403, "isRbacAuthorized": False}},
+    ]
+    hsms = {hsm.arm_resource_id.upper(): hsm} if hsm.arm_resource_id else {}
+    rows = [event_row(event, hsms=hsms, source="storage") for event in events]
+    for row in rows:
+        if row.hsm is None:
+            row.hsm, row.hsm_name = hsm, hsm.name
+    _store(rows)
+    return rows
