@@ -79,13 +79,23 @@ class Context:
         return value
 
 
+class Unreadable(PortalError):
+    """The data a check needs was never read by the portal; says where to read it."""
+
+    code = "posture_unreadable"
+
+    def __init__(self, message: str, *, fix: str, fix_url: str) -> None:
+        super().__init__(message, code=self.code)
+        self.fix, self.fix_url = fix, fix_url
+
+
 def run_check(check: Check, *, hsm, ctx: Context) -> Finding:
     """One check's answer; a PortalError while reading becomes "unknown" with its reason."""
     try:
         return check.function(hsm=hsm, ctx=ctx)
     except PortalError as exc:
         return Finding(UNKNOWN, f"Could not read the data: {exc.message}",
-                       {"error": exc.code})
+                       {"error": exc.code}, getattr(exc, "fix", ""), getattr(exc, "fix_url", ""))
 
 
 def _arm_source(hsm, prop: str) -> str:
@@ -245,8 +255,9 @@ def _inventory(hsm):
     keys = list(key_list(hsm=hsm, filters=KeyFilter(state="active")))
     synced = state.last_synced_at if state is not None else None
     if synced is None and not keys:
-        raise PortalError(f"The key inventory of {hsm.name} has never been read; refresh it "
-                          "on the key list.", code="inventory_unknown")
+        raise Unreadable(f"The key inventory of {hsm.name} has never been read.",
+                         fix="Refresh the inventory on the HSM's key list.",
+                         fix_url=_url("keys:key-list", hsm_id=hsm.name))
     return synced, keys
 
 
@@ -313,11 +324,22 @@ def rotation_interval(*, hsm, ctx: Context) -> Finding:
 
 # -- access (access_app, the directory) -----------------------------------------------------
 
+def _assignments_read(hsm) -> None:
+    """An HSM always has an Administrator: no assignment at all means never read."""
+    from access_app.selectors import role_assignments
+
+    if not role_assignments(hsm=hsm).exists():
+        raise Unreadable(f"The role assignments of {hsm.name} have never been read.",
+                         fix="Refresh them on the HSM's Access tab.",
+                         fix_url=_url("access:hsm-access", hsm_id=hsm.name))
+
+
 @check_register("crypto_roles_individuals", "Crypto User/Officer at / not granted to individuals")
 def crypto_roles_individuals(*, hsm, ctx: Context) -> Finding:
     from access_app.selectors import role_assignments
     from portal.gateway.directory import principals_by_ids
 
+    _assignments_read(hsm)
     rows = [r for r in role_assignments(hsm=hsm, scope="/") if r.role_name in CRYPTO_ROLES]
     kinds = principals_by_ids([r.principal_id for r in rows])
     listed = [{"principal_id": r.principal_id, "role": r.role_name,
@@ -346,6 +368,7 @@ def standing_admins(*, hsm, ctx: Context) -> Finding:
     from access_app.models import RoleAssignmentRecord
     from access_app.selectors import role_assignments
 
+    _assignments_read(hsm)
     rows = [r for r in role_assignments(hsm=hsm) if r.role_name == ADMIN_ROLE]
     own = [r.principal_id for r in rows if r.origin == RoleAssignmentRecord.Origin.SELF]
     standing = [r for r in rows if r.origin != RoleAssignmentRecord.Origin.SELF

@@ -191,6 +191,8 @@ def test_crypto_user_at_root_for_a_person_and_a_standing_administrator_fail(hsm,
     from portal.gateway import rbac
 
     sync = lambda: rbac_sync(hsm=hsm, actor=admin, request_id="r-posture-sync")  # noqa: E731
+    never = result(run_posture(admin), "crypto_roles_individuals")
+    assert never.status == "unknown" and never.fix_url == f"/hsms/{hsm.name}/access/"
     sync()
     run = run_posture(admin)
     # The emulator's bootstrap grants go to the portal's own identity, an application.
@@ -275,4 +277,5 @@ def test_a_check_that_cannot_read_says_unknown_with_the_reason(admin, azure_sett
     run = run_posture(admin)
     purge = result(run, "purge_protection")
     assert purge.status == "unknown" and "no Azure resource id" in purge.summary
-    assert result(run, "keys_rotation_or_expiry").status == "unknown"
+    keys = result(run, "keys_rotation_or_expiry")
+    assert keys.status == "unknown" and keys.fix_url == "/hsms/primary/keys/"
