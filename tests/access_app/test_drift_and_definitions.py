@@ -10,6 +10,7 @@ from access_app.models import AccessRequest, RoleAssignmentRecord, RoleDefinitio
 from portal.approvals.models import ApprovalRequest
 from portal.audit.models import AuditEvent
 from portal.errors import BadInput, Conflict
+from portal.gateway import directory
 from tests.access_app.conftest import DEFINITION_PREFIX, ROLE_IDS, approve_and_run, \
     hsm_assignments
 
@@ -164,10 +165,6 @@ def test_directory_names_principals_and_failure_shows_ids(hsm, sdk_access, princ
     sdk_access.create_role_assignment("/keys/k-named", DEFINITION_PREFIX + ROLE_IDS["Crypto User"],
                                       principal["object_id"])
     services.rbac_sync(hsm=hsm)
-    try:
-        from portal.gateway import directory
-    except ImportError:
-        pytest.skip("portal.gateway.directory is not in this tree yet")
     directory.clear_cache()
     names = selectors.principal_names([principal["object_id"]])
     assert names.get(principal["object_id"].lower()) == principal["display_name"]

@@ -9,6 +9,7 @@ from django.urls import reverse
 from access_app import services
 from access_app.models import AccessRequest
 from portal.accounts.middleware import SIGNED_IN_AT
+from portal.gateway import directory
 from tests.access_app.conftest import DEFINITION_PREFIX, ROLE_IDS
 
 
@@ -41,8 +42,7 @@ def test_hsm_access_tab_shows_assignments_and_drift(client, admin, synced, sdk_a
     drift = html[html.index('id="drift"'):html.index("<h3>Role assignments</h3>")]
     assert principal["object_id"] in drift
     assert 'title="Made outside the portal">Drift</span>' in drift
-    if pytest.importorskip("portal.gateway.directory"):
-        assert principal["display_name"] in html  # the directory names it
+    assert principal["display_name"] in html  # the directory names it
     detail = client.get(reverse("access:assignment-detail",
                                 kwargs={"hsm_id": synced.name, "assignment": made.name}))
     assert detail.status_code == 200 and b"Adopt into a request" in detail.content
@@ -65,7 +65,6 @@ def test_key_access_tab_answers_who_can_unwrap(client, admin, approver, hsm, key
 def test_directory_failure_shows_object_ids(client, admin, synced, settings):
     from portal import gateway
 
-    directory = pytest.importorskip("portal.gateway.directory")
     settings.AZURE_GRAPH_URL = "https://127.0.0.1:9/"
     gateway.reset_clients()
     directory.clear_cache()
@@ -154,7 +153,6 @@ def test_campaign_pages_and_evidence(client, admin, synced):
 
 
 def test_the_request_form_finds_principals_in_the_directory(client, admin, synced, principal):
-    pytest.importorskip("portal.gateway.directory")
     _signed_in(client, admin)
     page = client.get(reverse("access:request-create"),
                       {"hsm": synced.name, "scope": "/keys/k-find", "q": principal["display_name"]})
