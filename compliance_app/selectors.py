@@ -15,8 +15,11 @@ def posture_latest() -> PostureRun | None:
     return posture_runs().filter(finished__isnull=False).first()
 
 
+MAX_ID = 2**63 - 1  # ids are bigints: a larger number is no row, not a database error
+
+
 def posture_run_get(*, run_id: int) -> PostureRun:
-    run = posture_runs().filter(pk=run_id).first()
+    run = posture_runs().filter(pk=run_id).first() if 0 < run_id <= MAX_ID else None
     if run is None:
         raise NotFound(f"No posture run {run_id}.")
     return run
@@ -43,7 +46,7 @@ def evidence_packs() -> QuerySet[EvidencePack]:
 
 
 def evidence_pack_get(*, pack_id: int) -> EvidencePack:
-    pack = evidence_packs().filter(pk=pack_id).first()
+    pack = evidence_packs().filter(pk=pack_id).first() if 0 < pack_id <= MAX_ID else None
     if pack is None:
         raise NotFound(f"No evidence pack {pack_id}.")
     return pack

@@ -157,7 +157,7 @@ def evidence_pack_download(*, pack_id: int, fmt: str, actor, request_id: str) ->
     """(body, content type, file name) of a ready pack; the download is audited."""
     if fmt not in ("pdf", "json"):
         raise NotFound("Evidence packs download as pdf or json.")
-    pack = EvidencePack.objects.filter(pk=pack_id).first()
+    pack = EvidencePack.objects.filter(pk=pack_id).first() if 0 < pack_id < 2**63 else None
     if pack is None:
         raise NotFound(f"No evidence pack {pack_id}.")
     if pack.status != EvidencePack.Status.READY:

@@ -135,6 +135,10 @@ def test_a_pack_that_is_not_ready_cannot_be_downloaded_and_bad_formats_are_404(
     assert client.get(f"/api/v1/evidence-packs/{pack.pk}/exe/").status_code == 404
     missing = client.get("/api/v1/evidence-packs/999999/pdf/")
     assert missing.status_code == 404 and "error" in missing.json()
+    huge = "9" * 30  # beyond a bigint: still a 404 sentence, never a database error
+    assert client.get(f"/api/v1/evidence-packs/{huge}/").status_code == 404
+    assert client.get(f"/api/v1/evidence-packs/{huge}/json/").status_code == 404
+    assert client.get(f"/api/v1/posture/runs/{huge}/").status_code == 404
 
 
 def test_who_may_make_and_read_packs(approver, outsider, auditor, api_as, azure_settings):

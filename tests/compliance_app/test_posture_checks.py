@@ -279,3 +279,36 @@ def test_a_check_that_cannot_read_says_unknown_with_the_reason(admin, azure_sett
     assert purge.status == "unknown" and "no Azure resource id" in purge.summary
     keys = result(run, "keys_rotation_or_expiry")
     assert keys.status == "unknown" and keys.fix_url == "/hsms/primary/keys/"
+
+
+def test_when_the_directory_cannot_say_who_holds_a_crypto_role_the_check_says_unknown(
+        hsm, admin, emulator):
+    from access_app.services import rbac_sync
+    from portal.gateway import directory
+
+    rbac_sync(hsm=hsm, actor=admin, request_id="r-posture-sync")
+    directory.clear_cache()
+    emulator.fail_graph("POST", "/v1.0/directoryObjects/getByIds", status=503)
+    try:
+        crypto = result(run_posture(admin), "crypto_roles_individuals")
+    finally:
+        emulator.clear_graph_faults()
+        directory.clear_cache()
+    assert crypto.status == "unknown" and "directory could not say" in crypto.summary
+    assert {a["kind"] for a in crypto.evidence["assignments_at_root"]} == {"unknown"}
+
+
+def test_the_beat_runs_the_checks_as_a_system_job(hsm, admin):
+    from django.conf import settings as django_settings
+
+    from compliance_app import tasks
+    from compliance_app.models import PostureRun
+
+    entry = django_settings.CELERY_BEAT_SCHEDULE["posture-run"]
+    assert entry["task"] == "compliance_app.tasks.posture_run_scheduled" and entry["schedule"] >= 300
+    tasks.posture_run_scheduled.apply()
+    run = PostureRun.objects.get()
+    assert run.trigger == "schedule" and run.finished and run.actor_name == "system"
+    assert Job.objects.get(pk=run.job_id).status == Job.Status.SUCCEEDED
+    assert run.results.count() == len(CHECKS)
+    assert AuditEvent.objects.filter(action="posture.run", detail__trigger="schedule").exists()
