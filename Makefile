@@ -45,10 +45,12 @@ deps: $(VENV)/.installed node-deps
 node-deps: node_modules/.installed
 
 # Debian's chromium for the browser tests (Playwright drives it; it downloads no browser),
-# and poppler-utils' pdftotext, which reads the evidence pack's PDF in its tests.
+# poppler-utils' pdftotext, which reads the evidence pack's PDF in its tests, and the openssl
+# command a security-domain custodian runs to prove custody (its test runs it as the page says).
 browser:
 	@test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	@test -x /usr/bin/pdftotext || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq poppler-utils >/dev/null)
+	@command -v openssl >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null)
 
 # PostgreSQL and Redis for the tests: start them if they are down.
 services:
