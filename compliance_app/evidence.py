@@ -8,7 +8,6 @@ import io
 from collections import Counter
 from datetime import timedelta
 
-from django.apps import apps
 from django.utils import timezone
 
 SECTIONS = ("Scope", "Key inventory and aging", "Rotation compliance", "Access requests and reviews",
@@ -117,12 +116,10 @@ def _posture() -> dict:
 
 
 def _audit_chain() -> dict:
-    """Helper 12's latest audit_verify result, read from its model (portal.audit)."""
-    try:
-        model = apps.get_model("audit", "AuditVerification")
-    except LookupError:
-        return {"verification": None, "note": "This portal does not record chain verifications."}
-    row = model.objects.filter(finished__isnull=False).order_by("-finished", "-id").first()
+    """The latest finished audit-chain verification (portal.audit's AuditVerification)."""
+    from portal.audit.models import AuditVerification
+
+    row = AuditVerification.objects.filter(finished__isnull=False).order_by("-finished", "-id").first()
     if row is None:
         return {"verification": None, "note": "The audit chain has not been verified yet."}
     return {"verification": {"started": _iso(row.started), "finished": _iso(row.finished),

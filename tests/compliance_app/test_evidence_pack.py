@@ -168,3 +168,19 @@ def test_a_real_worker_makes_the_pack_and_the_posture_run(celery_worker, admin, 
     assert overview["id"] == run["result"]["run_id"]
     assert {r["hsm"] for r in overview["results"]} == {"primary"}
     assert client.get(done["pdf_url"]).content.startswith(b"%PDF-")
+
+
+def test_the_pack_reports_the_last_audit_chain_verification(hsm, admin, api_as, tmp_path):
+    from portal.audit.checkpoints import audit_verification_run
+
+    verification = audit_verification_run(trigger="command", actor_name=admin.username,
+                                           check_checkpoints=False)
+    assert verification.ok is True
+    pack = make_pack(api_as(admin))
+    document = json.loads(api_as(admin).get(pack["json_url"]).content)
+    chain = document["audit_chain"]["verification"]
+    assert chain["ok"] is True and chain["rows"] == verification.rows
+    assert chain["head_seq"] == verification.head_seq
+    text = " ".join(pdf_text(api_as(admin).get(pack["pdf_url"]).content, tmp_path).split())
+    assert f"{verification.rows} rows checked up to seq {verification.head_seq}" in text
+    assert "intact" in text
