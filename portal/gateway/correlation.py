@@ -13,7 +13,8 @@ from contextvars import ContextVar
 
 HEADER = "x-ms-client-request-id"
 _scoped: ContextVar[str] = ContextVar("portal_correlation_id", default="")
-# Intents opened and not yet closed in this context: ((seq, request_id), ...), newest last.
+# Intents opened and not yet closed in this context, newest last:
+# ((seq, request_id, web request id when opened), ...).
 _open_intents: ContextVar[tuple] = ContextVar("portal_open_intents", default=())
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 
@@ -25,9 +26,15 @@ def current_correlation_id() -> str:
     scoped = _scoped.get()
     if scoped:
         return scoped
-    intents = _open_intents.get()
-    if intents:
-        return intents[-1][1]
+    web = _web_request_id()
+    # Only intents opened while serving this same request (or, in a worker, since the task
+    # began): one left open by an earlier request on this thread does not count.
+    intents = [request_id for _seq, request_id, opened_in in _open_intents.get()
+               if opened_in == web]
+    return intents[-1] if intents else web
+
+
+def _web_request_id() -> str:
     from portal.middleware import _current_ids
 
     return _current_ids.get()[0]
@@ -46,13 +53,13 @@ def correlation_scope(correlation_id: str):
 def intent_opened(seq: int, request_id: str) -> None:
     """An intent row was appended: HSM calls until its outcome carry its request id."""
     if request_id:
-        _open_intents.set((_open_intents.get() + ((seq, request_id),))[-20:])
+        _open_intents.set((_open_intents.get() + ((seq, request_id, _web_request_id()),))[-20:])
 
 
 def intent_closed(seq: int) -> None:
     """The intent's outcome was appended."""
     intents = _open_intents.get()
-    if any(open_seq == seq for open_seq, _ in intents):
+    if any(item[0] == seq for item in intents):
         _open_intents.set(tuple(item for item in intents if item[0] != seq))
 
 

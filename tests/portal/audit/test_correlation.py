@@ -91,3 +91,21 @@ def test_beat_runs_ingestion_checkpoints_and_retention():
     assert expected <= tasks
     app.loader.import_default_modules()
     assert expected | {"portal.audit.tasks.audit_verify_job"} <= set(app.tasks)
+
+
+def test_an_intent_left_open_by_an_earlier_request_is_not_sent_by_the_next(hsm, key_name):
+    from portal.middleware import _current_ids
+
+    forget_intents()
+    token = _current_ids.set(("a" * 32, ""))
+    try:
+        audit_record(actor=None, action="key.rotate", target="hsm:primary/key:x",
+                     request_id="b" * 32)  # never closed: its service raised
+    finally:
+        _current_ids.reset(token)
+    token = _current_ids.set(("c" * 32, ""))
+    try:
+        assert correlation_key(_sent_id(hsm, key_name)) == "c" * 32
+    finally:
+        _current_ids.reset(token)
+    forget_intents()
