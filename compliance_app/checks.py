@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import logging
+
 import isodate
 from django.conf import settings
 from django.urls import reverse
@@ -19,6 +21,7 @@ from django.utils import timezone
 
 from portal.errors import PortalError
 
+logger = logging.getLogger(__name__)
 PASS, FAIL, NA, UNKNOWN = "pass", "fail", "na", "unknown"
 CRYPTO_ROLES = ("Managed HSM Crypto User", "Managed HSM Crypto Officer")
 ADMIN_ROLE = "Managed HSM Administrator"
@@ -96,6 +99,10 @@ def run_check(check: Check, *, hsm, ctx: Context) -> Finding:
     except PortalError as exc:
         return Finding(UNKNOWN, f"Could not read the data: {exc.message}",
                        {"error": exc.code}, getattr(exc, "fix", ""), getattr(exc, "fix_url", ""))
+    except Exception as exc:  # one broken check (e.g. an app's) never stops the others
+        logger.exception("Posture check %s failed", check.id)
+        return Finding(UNKNOWN, f"The check itself failed ({exc.__class__.__name__}); the "
+                                "portal's log has the details.", {"error": exc.__class__.__name__})
 
 
 def _arm_source(hsm, prop: str) -> str:

@@ -14,7 +14,7 @@ SECTIONS = ("Scope", "Key inventory and aging", "Rotation compliance", "Access r
             "Backups and DR drills", "Posture", "Audit-chain verification")
 AGE_BUCKETS = (("< 90 days", 90), ("90-180 days", 180), ("180 days-1 year", 365),
                ("1-2 years", 730), ("> 2 years", None))
-MAX_ROWS = 5000  # per list in the JSON; the PDF shows the first PDF_ROWS
+MAX_ROWS = 50000  # per list (and per HSM for keys) in the JSON; the PDF shows the first PDF_ROWS
 PDF_ROWS = 200
 BACKUP_DAYS = 30
 

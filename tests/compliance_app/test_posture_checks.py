@@ -312,3 +312,29 @@ def test_the_beat_runs_the_checks_as_a_system_job(hsm, admin):
     assert Job.objects.get(pk=run.job_id).status == Job.Status.SUCCEEDED
     assert run.results.count() == len(CHECKS)
     assert AuditEvent.objects.filter(action="posture.run", detail__trigger="schedule").exists()
+
+
+def test_a_check_added_by_another_app_runs_and_a_broken_one_stops_nothing(hsm, admin):
+    from compliance_app.checks import PASS, Finding, check_register
+
+    calls = []
+
+    @check_register("test_extra", "An app's own check", per_hsm=False)
+    def extra(*, hsm, ctx):
+        calls.append(hsm)
+        return Finding(PASS, "Fine.", {"source": "test"})
+
+    @check_register("test_broken", "A broken check")
+    def broken(*, hsm, ctx):
+        raise ZeroDivisionError
+
+    try:
+        run = run_posture(admin)
+    finally:
+        CHECKS.pop("test_extra")
+        CHECKS.pop("test_broken")
+    assert calls == [None]  # estate-wide: once, without an HSM
+    assert result(run, "test_extra", "").status == "pass"
+    broken_result = result(run, "test_broken")
+    assert broken_result.status == "unknown" and "ZeroDivisionError" in broken_result.summary
+    assert run.results.count() == len(CHECKS) + 2
