@@ -218,17 +218,22 @@ def audit_verification_run(*, trigger: str = "command", actor_name: str = "",
     total = max(head_seq - start_seq + 1, 1)
     if report is None:
         walker = ChainWalker(start_seq=start_seq, start_prev_hash=start_prev, attested=heads)
-        after = start_seq - 1
-        while True:
-            rows = list(AuditEvent.objects.filter(seq__gt=after).order_by("seq").values(
-                "seq", "time", "actor_id", "actor_name", "role", "request_id",
-                "client_request_id", "action", "target", "outcome", "detail", "prev_hash",
-                "hash")[:batch])
-            if not rows or not walker.feed(rows):
-                break
-            after = rows[-1]["seq"]
-            if progress:
-                progress(walker.checked, total)
+        # One server-side cursor, read `batch` rows at a time; progress after each batch.
+        rows = AuditEvent.objects.order_by("seq").values(
+            "seq", "time", "actor_id", "actor_name", "role", "request_id", "client_request_id",
+            "action", "target", "outcome", "detail", "prev_hash", "hash").iterator(
+            chunk_size=batch)
+        chunk = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= batch:
+                if not walker.feed(chunk):
+                    break
+                chunk = []
+                if progress:
+                    progress(walker.checked, total)
+        else:
+            walker.feed(chunk)
         report = walker.finish(head_seq, head_hash)
     ok = report.ok and not problems
     verification = AuditVerification.objects.create(

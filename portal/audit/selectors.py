@@ -40,11 +40,38 @@ def audit_event_queryset(*, filters: AuditFilter) -> QuerySet[AuditEvent]:
         qs = qs.filter(time__gte=filters.since)
     if filters.until:
         qs = qs.filter(time__lt=filters.until)
+    low, high = seq_range(since=filters.since, until=filters.until)
+    if low is not None:
+        qs = qs.filter(seq__gte=low)
+    if high is not None:
+        qs = qs.filter(seq__lte=high)
     if filters.request_id:
         qs = qs.filter(request_id=filters.request_id)
     if filters.client_request_id:
         qs = qs.filter(client_request_id=filters.client_request_id)
     return qs.order_by("-seq")
+
+
+def seq_range(*, since=None, until=None) -> tuple[int | None, int | None]:
+    """A date range as a seq range, from two look-ups on the time index.
+
+    Time never decreases along the chain (services._append keeps the last row's time when
+    the clock steps back), so the rows of a date range are a run of seqs: every filter then
+    walks its (field, seq) index inside that run instead of the whole trail. The time
+    filters stay on the query too. (-1, -1) when the range holds no row.
+    """
+    low = high = None
+    if since:
+        low = (AuditEvent.objects.filter(time__gte=since).order_by("time", "seq")
+               .values_list("seq", flat=True).first())
+        if low is None:
+            return -1, -1
+    if until:
+        high = (AuditEvent.objects.filter(time__lt=until).order_by("-time", "-seq")
+                .values_list("seq", flat=True).first())
+        if high is None:
+            return -1, -1
+    return low, high
 
 
 def audit_event_page(*, filters: AuditFilter, before_seq: int | None = None,

@@ -104,6 +104,13 @@ def portal_queryset(scope: TimelineScope, filters: TimelineFilter):
         qs = qs.filter(time__gte=filters.since)
     if filters.until:
         qs = qs.filter(time__lt=filters.until)
+    from portal.audit.selectors import seq_range
+
+    low, high = seq_range(since=filters.since, until=filters.until)
+    if low is not None:
+        qs = qs.filter(seq__gte=low)
+    if high is not None:
+        qs = qs.filter(seq__lte=high)
     return qs
 
 
