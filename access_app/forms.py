@@ -5,9 +5,60 @@ from django.conf import settings
 from portal.gateway.rbac import DATA_ACTIONS
 
 
+PREFIX = "Microsoft.KeyVault/managedHsm/"
+
+# What each data action lets a principal do, in words (the picker shows these, with the
+# action's name beside them as Azure writes it).
+ACTION_TITLES = {
+    "keys/read/action": "Read keys and their public parts",
+    "keys/write/action": "Update key properties and rotation policies",
+    "keys/create": "Create keys",
+    "keys/delete": "Delete keys",
+    "keys/import/action": "Import keys",
+    "keys/export/action": "Export keys",
+    "keys/release/action": "Release keys (secure key release)",
+    "keys/backup/action": "Back up a key",
+    "keys/restore/action": "Restore a key from its backup",
+    "keys/encrypt/action": "Encrypt",
+    "keys/decrypt/action": "Decrypt",
+    "keys/wrap/action": "Wrap keys",
+    "keys/unwrap/action": "Unwrap keys",
+    "keys/sign/action": "Sign",
+    "keys/verify/action": "Verify signatures",
+    "keys/deletedKeys/read/action": "Read deleted keys",
+    "keys/deletedKeys/recover/action": "Recover deleted keys",
+    "keys/deletedKeys/delete": "Purge deleted keys",
+    "roleAssignments/read/action": "Read role assignments",
+    "roleAssignments/write/action": "Create role assignments",
+    "roleAssignments/delete/action": "Delete role assignments",
+    "roleDefinitions/read/action": "Read role definitions",
+    "roleDefinitions/write/action": "Create and update custom roles",
+    "roleDefinitions/delete/action": "Delete custom roles",
+    "securitydomain/download/action": "Download the security domain",
+    "securitydomain/download/read": "Read the download's status",
+    "securitydomain/upload/action": "Upload a security domain",
+    "securitydomain/upload/read": "Read the upload's status",
+    "securitydomain/transferkey/read": "Download the exchange key",
+    "backup/start/action": "Start a full backup",
+    "backup/status/action": "Read a backup's status",
+    "restore/start/action": "Start a restore",
+    "restore/status/action": "Read a restore's status",
+    "rng/action": "Generate random numbers",
+}
+
+
+def action_short(action: str) -> str:
+    """A data action without the Microsoft.KeyVault/managedHsm/ prefix."""
+    return action[len(PREFIX):] if action.startswith(PREFIX) else action
+
+
+def action_title(action: str) -> str:
+    """What a data action (full or short name) allows, in words; its name when unknown."""
+    return ACTION_TITLES.get(action_short(action), action_short(action))
+
+
 def _action_choices():
-    prefix = "Microsoft.KeyVault/managedHsm/"
-    return [(a, a[len(prefix):] if a.startswith(prefix) else a) for a in DATA_ACTIONS]
+    return [(a, action_short(a)) for a in DATA_ACTIONS]
 
 
 def duration_field(label: str) -> forms.IntegerField:
@@ -50,9 +101,13 @@ class AdoptForm(forms.Form):
 
 
 class RoleDefinitionForm(forms.Form):
-    role_name = forms.CharField(label="Role name", max_length=200)
+    role_name = forms.CharField(label="Role name", max_length=200,
+                                help_text="Shown wherever the role is assigned, "
+                                          "e.g. Payments key unwrapper.")
     description = forms.CharField(max_length=500, required=False,
-                                  widget=forms.Textarea(attrs={"rows": 2}))
+                                  widget=forms.Textarea(attrs={"rows": 2}),
+                                  help_text="What the role is for; people asking for access "
+                                            "and their approvers read it.")
     data_actions = forms.MultipleChoiceField(label="Data actions", choices=_action_choices,
                                              widget=forms.CheckboxSelectMultiple)
     not_data_actions = forms.MultipleChoiceField(
@@ -61,11 +116,12 @@ class RoleDefinitionForm(forms.Form):
 
 
     def grouped(self, name: str) -> list[tuple[str, list]]:
-        """The picker's checkboxes by area (keys, role assignments, security domain...)."""
+        """The picker's checkboxes by area (keys, role assignments, security domain...), each
+        with what it allows in words."""
         groups: dict[str, list] = {}
         for box in self[name]:
             area = box.choice_label.split("/", 1)[0]
-            groups.setdefault(AREAS.get(area, area), []).append(box)
+            groups.setdefault(AREAS.get(area, area), []).append((box, action_title(box.choice_label)))
         return list(groups.items())
 
     @property

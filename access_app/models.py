@@ -146,6 +146,16 @@ class AccessRequest(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("access:request-detail", kwargs={"access_request_id": self.pk})
 
+    @property
+    def status_tone(self) -> str:
+        """The status pill's colour (ok, warn, bad, muted)."""
+        return STATUS_TONES.get(self.status, "muted")
+
+
+STATUS_TONES = {"pending": "warn", "granting": "warn", "active": "ok", "denied": "bad",
+                "not_granted": "muted", "failed": "bad", "revoking": "warn",
+                "expired": "muted", "revoked": "muted"}
+
 
 class ReviewCampaign(models.Model):
     """An access review of one HSM: every standing assignment re-approved or revoked."""

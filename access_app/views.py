@@ -9,11 +9,13 @@ from django.views import View
 
 from access_app import selectors, services
 from access_app.forms import (AccessRequestForm, AdoptForm, CampaignForm, ConfirmForm,
-                              RevokeForm, ReviewAnswerForm, RoleDefinitionForm)
+                              RevokeForm, ReviewAnswerForm, RoleDefinitionForm, action_short,
+                              action_title)
 from keys_app.views import KeyTabView
 from portal.errors import PortalError
 from portal.gateway.selectors import hsm_get_for_user, hsm_list
 from portal.gateway.views import HsmTabView
+from portal.objects import Fact
 from portal.permissions import PortalPermissionMixin
 
 VIEW_ASSIGNMENTS = "access_app.view_roleassignmentrecord"
@@ -135,7 +137,11 @@ class RoleDetailView(AccessTabView):
             "role_name": definition.role_name, "description": definition.description,
             "data_actions": definition.data_actions,
             "not_data_actions": definition.not_data_actions})
-        return {"form": form, "definition": definition,
+        return {"form": form, "definition": definition, "crumb_current": definition.role_name,
+                "data_action_rows": [(action_title(a), action_short(a))
+                                     for a in definition.data_actions],
+                "not_data_action_rows": [(action_title(a), action_short(a))
+                                         for a in definition.not_data_actions],
                 "in_use": selectors.role_assignments(hsm=hsm).filter(
                     role_definition_id__iexact=definition.definition_id).count()}
 
@@ -182,7 +188,8 @@ class AssignmentDetailView(AccessTabView):
         row = selectors.role_assignment_get(hsm=hsm, name=self.kwargs_extra["assignment"])
         row.principal_name = selectors.principal_names([row.principal_id]).get(
             row.principal_id.lower(), "")
-        return {"assignment": row, "adopt_form": AdoptForm()}
+        return {"assignment": row, "adopt_form": AdoptForm(),
+                "crumb_current": f"{row.role_name or 'Role'} at {row.scope}"}
 
 
 class AssignmentRevokeView(PortalPermissionMixin, View):
@@ -303,6 +310,31 @@ class AccessRequestCreateView(PortalPermissionMixin, View):
         return self.get(request, form=form, status=400)
 
 
+def _request_facts(row) -> list[Fact]:
+    """The Essentials of an access request: who gets what, where, for how long, and why."""
+    approval = (reverse("approvals:request-detail", kwargs={"approval_id": row.approval_request_id})
+                if row.approval_request_id else "")
+    return [
+        Fact("Status", row.get_status_display(), kind="status",
+             tone=row.status_tone, id="request-status"),
+        Fact("HSM", row.hsm.name, url=reverse("access:hsm-access", kwargs={"hsm_id": row.hsm.name})),
+        Fact("Principal", row.principal_name, note="Unknown in the directory"),
+        Fact("Principal object id", row.principal_id, kind="code"),
+        Fact("Role", row.role_name),
+        Fact("Scope", row.scope, kind="code"),
+        Fact("Duration", f"{row.duration_hours} hour{'s' if row.duration_hours != 1 else ''}"),
+        Fact("Requested by", row.requested_by_name),
+        Fact("Requested", row.created_at, kind="time"),
+        Fact("Approval", f"Approval request #{row.approval_request_id}" if approval else "",
+             url=approval),
+        Fact("Granted", row.granted_at, kind="time", note="Not yet"),
+        Fact("Expires", row.expires_at, kind="time",
+             note=f"{row.duration_hours} h after it is granted"),
+        Fact("Ticket", row.ticket, note="None given"),
+        Fact("Correlation id", row.correlation_id, kind="code"),
+    ]
+
+
 class AccessRequestDetailView(PortalPermissionMixin, View):
     required_permission = "access_app.view_accessrequest"
 
@@ -313,7 +345,7 @@ class AccessRequestDetailView(PortalPermissionMixin, View):
         if row.scope.lower().startswith("/keys/"):
             effective = selectors.effective_access(hsm=row.hsm, key_name=row.scope.split("/", 2)[2])
         return render(request, "access_app/request_detail.html", {
-            "access_request": row, "effective": effective})
+            "access_request": row, "effective": effective, "facts": _request_facts(row)})
 
 
 class CampaignListView(PortalPermissionMixin, View):
