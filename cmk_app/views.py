@@ -153,7 +153,8 @@ class BindingDetailView(PortalPermissionMixin, View):
             Fact("Last seen", row.last_seen_at, kind="time", note="Not scanned yet"),
             Fact("Resource id", row.resource_id, kind="code"),
         ]
-        return render(request, "cmk_app/binding_detail.html", {"binding": row, "facts": facts})
+        return render(request, "cmk_app/binding_detail.html", {
+            "binding": row, "facts": facts, "crumb_current": row.resource_name or f"#{row.pk}"})
 
 
 class BindingDetachView(PortalPermissionMixin, View):
