@@ -33,6 +33,28 @@ class EmulatorError(RuntimeError):
     """The emulator did not start, or a test control call failed."""
 
 
+_CHALLENGE_CACHES = ("azure.keyvault.keys._shared.http_challenge_cache",
+                     "azure.keyvault.administration._internal.http_challenge_cache",
+                     "azure.keyvault.securitydomain._internal.http_challenge_cache")
+
+
+def _forget_challenges(urls) -> None:
+    """Drop the Key Vault SDKs' cached challenges (kept per host:port, process-wide) for these URLs.
+
+    A new emulator can listen on a port an earlier one in this process used; a cached
+    challenge names the earlier emulator's tenant, and the credential would refuse to get a
+    token for it (ClientAuthenticationError) instead of meeting the new HSM's challenge."""
+    import importlib
+
+    for module in _CHALLENGE_CACHES:
+        try:
+            cache = importlib.import_module(module)
+        except ImportError:
+            continue
+        for url in urls:
+            cache.remove_challenge_for_url(url)
+
+
 class EmulatorProcess:
     """One emulator child process and helpers to use it."""
 
@@ -81,6 +103,7 @@ class EmulatorProcess:
                 raise EmulatorError(f"emulator not ready after {timeout} s; see {log_path}")
             time.sleep(0.02)
         self.endpoints = endpoints
+        _forget_challenges(endpoints["hsms"].values())
         self.principals = dict(endpoints["principals"])
         self._ssl = ssl.create_default_context(cafile=self.ca_bundle)
         return self
