@@ -7,7 +7,8 @@ class ComplianceAppConfig(AppConfig):
 
     def ready(self):
         from compliance_app import checks  # noqa: F401  (registers the built-in checks)
-        from portal.context_processors import nav_register
+        from compliance_app.selectors import posture_failing_count
+        from portal.context_processors import badge_register, nav_register
         from portal.permissions import ADMIN, APPROVER, AUDITOR, role_grant
 
         role_grant(ADMIN, "compliance_app.view_posturerun", "compliance_app.run_posture",
@@ -16,6 +17,10 @@ class ComplianceAppConfig(AppConfig):
                    "compliance_app.view_evidencepack", "compliance_app.add_evidencepack")
         role_grant(APPROVER, "compliance_app.view_posturerun")
         nav_register("Posture", "compliance:posture", "compliance_app.view_posturerun",
-                     section="Audit & compliance", active_for=("compliance:posture",))
+                     section="Audit & compliance", active_for=("compliance:posture",),
+                     badge="posture_failing")
+        badge_register("posture_failing", posture_failing_count,
+                       permission="compliance_app.view_posturerun",
+                       meaning="posture checks failing in the latest run")
         nav_register("Evidence packs", "compliance:evidence", "compliance_app.view_evidencepack",
                      section="Audit & compliance", active_for=("compliance:evidence",))

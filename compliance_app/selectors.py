@@ -18,6 +18,13 @@ def posture_latest() -> PostureRun | None:
 MAX_ID = 2**63 - 1  # ids are bigints: a larger number is no row, not a database error
 
 
+def posture_failing_count(user=None) -> int:
+    """Checks that failed in the newest finished run (the nav badge; two indexed reads)."""
+    run = PostureRun.objects.filter(finished__isnull=False).order_by("-started", "-id").only(
+        "failed").first()
+    return run.failed if run else 0
+
+
 def posture_run_get(*, run_id: int) -> PostureRun:
     run = posture_runs().filter(pk=run_id).first() if 0 < run_id <= MAX_ID else None
     if run is None:

@@ -34,6 +34,10 @@ def test_posture_page_shows_results_evidence_fix_and_what_flipped(hsm, admin, au
     assert "softDeleteRetentionInDays" in html  # the evidence
     assert f'href="/hsms/{hsm.name}/backups/"' in html  # a fix link (no backup yet)
     assert "Run the checks now" in html  # auditors may run the checks
+    from compliance_app.selectors import posture_failing_count
+
+    assert posture_failing_count() == second.failed > 0
+    assert (f'title="{second.failed} posture checks failing in the latest run"') in html
 
     older = client_for(auditor).get(f"/compliance/posture/?run={first.pk}").content.decode()
     assert f"Run {first.pk}" in older and "Deleted keys are kept 30 days." in older
