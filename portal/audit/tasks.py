@@ -1,5 +1,15 @@
-"""Celery tasks of the audit trail: thin wrappers that call one service each."""
+"""Celery tasks of the audit trail: thin wrappers that call one service each.
+
+A PortalError (no HSM registered yet, storage unreachable) is a logged sentence and the
+next beat tries again; the services audit what they did.
+"""
+import logging
+
 from celery import shared_task
+
+from portal.errors import PortalError
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True)
@@ -7,7 +17,11 @@ def hsm_audit_ingest() -> dict:
     """Beat: read new HSM AuditEvents from the diagnostic setting's storage (or workspace)."""
     from portal.audit.hsm_events import hsm_audit_ingest as ingest
 
-    return ingest()
+    try:
+        return ingest()
+    except PortalError as exc:
+        logger.warning("HSM audit events were not read: %s", exc.message)
+        return {}
 
 
 @shared_task(acks_late=True)
@@ -15,7 +29,11 @@ def audit_checkpoint() -> int | None:
     """Beat: sign the chain head with the HSM key and store the checkpoint."""
     from portal.audit.checkpoints import checkpoint_create
 
-    checkpoint = checkpoint_create()
+    try:
+        checkpoint = checkpoint_create()
+    except PortalError as exc:
+        logger.warning("No audit checkpoint was signed: %s", exc.message)
+        return None
     return checkpoint.seq if checkpoint else None
 
 
@@ -24,7 +42,11 @@ def audit_retention_purge() -> dict:
     """Beat (daily): remove audit rows past the retention, behind a signed anchor."""
     from portal.audit.checkpoints import audit_retention_purge as purge
 
-    return purge()
+    try:
+        return purge()
+    except PortalError as exc:
+        logger.warning("The audit retention purge did not run: %s", exc.message)
+        return {}
 
 
 @shared_task(bind=True, acks_late=True)

@@ -109,3 +109,13 @@ def test_an_intent_left_open_by_an_earlier_request_is_not_sent_by_the_next(hsm, 
     finally:
         _current_ids.reset(token)
     forget_intents()
+
+
+def test_the_checkpoint_beat_without_an_hsm_is_a_logged_sentence(db, caplog):
+    from portal.audit.models import AuditCheckpoint
+    from portal.audit.tasks import audit_checkpoint
+
+    audit_record(actor=None, action="test.row", outcome="recorded")
+    assert audit_checkpoint.apply().get() is None
+    assert "No HSM is registered to sign audit checkpoints" in caplog.text
+    assert not AuditCheckpoint.objects.exists()
