@@ -46,6 +46,7 @@ FLUSH_SECONDS = 0.5
 KEEP_EVENTS = 20_000  # the in-memory activity list per HSM, about 1 KB each (the count is never truncated)
 MAX_PENDING = 200_000  # lines buffered while storage is unreachable; older ones are dropped
 APPEND_LIMIT = 4 * 1024 * 1024  # bytes per append block
+MAX_HEADER = 1024  # User-Agent and x-ms-client-request-id are kept up to this many bytes
 
 # The operation each data-plane route is logged as, by (method, route pattern).
 _KEY = r"^/keys/(?P<name>[^/]+)"
@@ -155,9 +156,9 @@ class AuditTrail:
         client_info = correlation = ""
         for name, value in headers:
             if name == b"user-agent":
-                client_info = value.decode("latin-1")
+                client_info = value[:MAX_HEADER].decode("latin-1")
             elif name == b"x-ms-client-request-id":
-                correlation = value.decode("latin-1")
+                correlation = value[:MAX_HEADER].decode("latin-1")
         identity = {k: claims[k] for k in _CLAIMS if k in claims} if claims else None
         raw = (when, method, path, query_string, pattern, status, identity, rbac, description, client_ip,
                client_info, correlation, duration_ms, base_url, params)

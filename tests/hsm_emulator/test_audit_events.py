@@ -392,6 +392,18 @@ def test_faults_unknown_paths_bad_requests_and_bad_tokens_are_events_too(emulato
     assert all(token not in json.dumps(e) and expired not in json.dumps(e) for e in events)
 
 
+def test_client_headers_are_kept_bounded(emulator):
+    hsm = "quiet"
+    token = emulator.credential().get_token("https://managedhsm.azure.net/.default").token
+    mark = emulator.audit(hsm)["seq"]
+    response = httpx.get(emulator.hsm_url(hsm) + "/keys?api-version=7.6", verify=tls(emulator),
+                         headers={"Authorization": f"Bearer {token}", "User-Agent": "u" * 5000,
+                                  "x-ms-client-request-id": "r" * 5000})
+    assert response.status_code == 200
+    (event,) = emulator.audit(hsm, since=mark)["value"]
+    assert event["properties"]["clientInfo"] == "u" * 1024 and event["correlationId"] == "r" * 1024
+
+
 @pytest.mark.parametrize("hsm", ["audited"])
 def test_concurrent_calls_are_each_one_event_in_storage(emulator, arm, storage_account_id, container, hsm):
     import asyncio
