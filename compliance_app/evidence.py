@@ -72,12 +72,30 @@ def _access() -> dict:
                  "status": r.status, "created": _iso(r.created_at), "granted": _iso(r.granted_at),
                  "expires": _iso(r.expires_at), "ended": _iso(r.ended_at)}
                 for r in access_requests().order_by("-created_at")[:MAX_ROWS]]
+    approvals = _approvals()
+    by_id = {a["id"]: a for a in approvals}
+    for request in requests:
+        approval = by_id.get(request["approval_request_id"])
+        request["approved_by"] = [d["by"] for d in approval["decisions"]
+                                  if d["decision"] == "approve"] if approval else []
     reviews = []
     for campaign in campaigns().order_by("-started_at")[:200]:
         data = campaign_evidence(campaign=campaign)
         decisions = Counter(item["decision"] for item in data["items"])
         reviews.append({**data["campaign"], "items": len(data["items"]), "decisions": dict(decisions)})
-    return {"requests": requests, "reviews": reviews}
+    return {"requests": requests, "reviews": reviews, "approvals": approvals}
+
+
+def _approvals() -> list[dict]:
+    """Maker-checker requests (key purge, restore, access...) and who decided them."""
+    from portal.approvals.selectors import approval_list
+
+    return [{"id": a.pk, "operation": a.operation, "target": a.target, "requester": a.requester_name,
+             "status": a.status, "required_approvals": a.required_approvals,
+             "created": _iso(a.created), "decided": _iso(a.decided),
+             "decisions": [{"by": d.approver_name, "decision": d.decision, "at": _iso(d.created),
+                            "comment": d.comment} for d in a.decisions.all()]}
+            for a in approval_list()[:MAX_ROWS]]
 
 
 def _recovery(now) -> dict:
@@ -266,14 +284,24 @@ def render_pdf(document: dict) -> bytes:
 
     acc = document["access"]
     story.append(para("Access requests and reviews", styles["Heading1"]))
-    story += table(["#", "HSM", "Principal", "Role", "Scope", "Status", "Requested by", "Created",
-                    "Expires"],
+    story += table(["#", "HSM", "Principal", "Role", "Scope", "Status", "Requested / approved by",
+                    "Created", "Expires"],
                    [[r["id"], r["hsm"], r["principal_name"] or r["principal_id"], r["role"], r["scope"],
-                     r["status"], r["requested_by"], when(r["created"]), when(r["expires"])]
+                     r["status"], " / ".join(filter(None, [r["requested_by"], ", ".join(r["approved_by"])])),
+                     when(r["created"]), when(r["expires"])]
                     for r in acc["requests"]],
                    [10 * mm, 18 * mm, 25 * mm, 25 * mm, 22 * mm, 15 * mm, 18 * mm, 22 * mm, 22 * mm],
                    empty="No access requests.")
     story.append(Spacer(1, 3 * mm))
+    story.append(para("Approvals (maker-checker)", styles["Heading3"]))
+    story += table(["#", "Operation", "Target", "Requested by", "Status", "Created", "Decisions"],
+                   [[a["id"], a["operation"], a["target"], a["requester"], a["status"], when(a["created"]),
+                     "; ".join(f"{d['decision']} by {d['by']} {when(d['at'])}" for d in a["decisions"])]
+                    for a in acc["approvals"]],
+                   [10 * mm, 25 * mm, 40 * mm, 22 * mm, 18 * mm, 22 * mm, 43 * mm],
+                   empty="No approval requests.")
+    story.append(Spacer(1, 3 * mm))
+    story.append(para("Access reviews", styles["Heading3"]))
     story += table(["Review", "HSM", "Started by", "Started", "Ends", "Status", "Items", "Decisions"],
                    [[c["name"], c["hsm"], c["started_by"], when(c["started_at"]), when(c["ends_at"]),
                      c["status"], c["items"],

@@ -184,3 +184,28 @@ def test_the_pack_reports_the_last_audit_chain_verification(hsm, admin, api_as, 
     text = " ".join(pdf_text(api_as(admin).get(pack["pdf_url"]).content, tmp_path).split())
     assert f"{verification.rows} rows checked up to seq {verification.head_seq}" in text
     assert "intact" in text
+
+
+def test_the_pack_names_who_asked_and_who_approved(hsm, admin, approver, api_as, tmp_path, key_name,
+                                                   django_capture_on_commit_callbacks):
+    from keys_app import services as key_services
+    from portal.approvals.services import approval_decide
+
+    from keys_app.spec import spec_from_request
+
+    key_services.key_create(hsm=hsm, spec=spec_from_request(
+        {"name": key_name, "kty": "EC", "curve": "P-256", "tags": {"owner": "pack-test"}}),
+        actor=admin, request_id="r-create")
+    request = key_services.key_delete(hsm=hsm, name=key_name, actor=admin, request_id="r-del",
+                                      confirm_name=key_name, justification="Retired.",
+                                      ticket="CHG-7")
+    with django_capture_on_commit_callbacks(execute=False):  # the delete itself is not the point
+        approval_decide(approval_id=request.pk, actor=approver, decision="approve",
+                        comment="Checked the ledger.", request_id="r-ok")
+    pack = make_pack(api_as(admin))
+    document = json.loads(api_as(admin).get(pack["json_url"]).content)
+    row = next(a for a in document["access"]["approvals"] if a["id"] == request.pk)
+    assert row["requester"] == admin.username and row["operation"] == "key.delete"
+    assert [(d["by"], d["decision"]) for d in row["decisions"]] == [(approver.username, "approve")]
+    text = " ".join(pdf_text(api_as(admin).get(pack["pdf_url"]).content, tmp_path).split())
+    assert "Approvals (maker-checker)" in text and f"approve by {approver.username}" in text
