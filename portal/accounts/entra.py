@@ -162,22 +162,29 @@ def _refusal_reason(exc: jwt.PyJWTError) -> str:
             jwt.InvalidAlgorithmError: "algorithm"}.get(type(exc), "invalid_token")
 
 
-def id_token_validate(id_token: str, *, nonce: str) -> EntraClaims:
-    """Validate an ID token for this app (PyJWT + JWKS) and bind it to the flow's nonce."""
+def _claims_or_refusal(token: str, *, unsigned: str, invalid: str, **verify) -> dict:
+    """token_verify's claims; its failures as the sign-in errors: the directory's keys out of
+    reach is SignInUnavailable, no published key matching the header (a foreign key,
+    `alg: none`, no kid) is the refusal `unsigned`, any other PyJWT error the refusal
+    `invalid` with the reason in brackets after it."""
     try:
-        claims = token_verify(id_token, audience=settings.ENTRA_CLIENT_ID,
-                              issuers=[discovery()["issuer"]],
-                              required=("oid", "tid", "sub", "nonce"))
+        return token_verify(token, **verify)
     except jwt.PyJWKClientConnectionError:
         raise SignInUnavailable()
     except jwt.PyJWKClientError:
-        # No published key matches the header (a foreign key, `alg: none`, no kid).
-        raise SignInRefused("The sign-in answer was not signed by the directory.",
-                            reason="signature")
+        raise SignInRefused(unsigned, reason="signature")
     except jwt.PyJWTError as exc:
         reason = _refusal_reason(exc)
-        raise SignInRefused(f"The sign-in answer was not valid for this portal ({reason}).",
-                            reason=reason)
+        raise SignInRefused(f"{invalid} ({reason}).", reason=reason)
+
+
+def id_token_validate(id_token: str, *, nonce: str) -> EntraClaims:
+    """Validate an ID token for this app (PyJWT + JWKS) and bind it to the flow's nonce."""
+    claims = _claims_or_refusal(
+        id_token, unsigned="The sign-in answer was not signed by the directory.",
+        invalid="The sign-in answer was not valid for this portal",
+        audience=settings.ENTRA_CLIENT_ID, issuers=[discovery()["issuer"]],
+        required=("oid", "tid", "sub", "nonce"))
     if not hmac.compare_digest(str(claims["nonce"]), nonce_hash(nonce)):
         raise SignInRefused("The sign-in answer does not belong to this sign-in (nonce).",
                             reason="nonce")
@@ -201,18 +208,10 @@ def api_token_validate(token: str) -> EntraClaims:
         issuers = [discovery()["issuer"], f"https://sts.windows.net/{tenant_id()}/"]
     except (requests.RequestException, ValueError, KeyError):
         raise SignInUnavailable()
-    try:
-        claims = token_verify(token, audience=[audience, settings.ENTRA_CLIENT_ID],
-                              issuers=issuers, required=("oid", "tid"))
-    except jwt.PyJWKClientConnectionError:
-        raise SignInUnavailable()
-    except jwt.PyJWKClientError:
-        raise SignInRefused("The bearer token was not signed by the directory.",
-                            reason="signature")
-    except jwt.PyJWTError as exc:
-        reason = _refusal_reason(exc)
-        raise SignInRefused(f"The bearer token is not valid for this portal ({reason}).",
-                            reason=reason)
+    claims = _claims_or_refusal(
+        token, unsigned="The bearer token was not signed by the directory.",
+        invalid="The bearer token is not valid for this portal",
+        audience=[audience, settings.ENTRA_CLIENT_ID], issuers=issuers, required=("oid", "tid"))
     if str(claims["tid"]).lower() != tenant_id():
         raise SignInRefused("The bearer token is from another tenant.", reason="tenant")
     app_id = str(claims.get("appid") or claims.get("azp") or "")
