@@ -19,6 +19,14 @@ class ComplianceAppConfig(AppConfig):
         nav_register("Posture", "compliance:posture", "compliance_app.view_posturerun",
                      section="Audit & compliance", active_for=("compliance:posture",),
                      badge="posture_failing")
+        # The HSM page's Posture tab (before Settings).
+        from portal.gateway.views import HSM_TABS
+        from portal.objects import Tab
+
+        if not any(tab.slug == "posture" for tab in HSM_TABS):
+            at = next((i for i, tab in enumerate(HSM_TABS) if tab.slug == "settings"), len(HSM_TABS))
+            HSM_TABS.insert(at, Tab("posture", "Posture", "compliance:hsm-posture",
+                                    "compliance_app.view_posturerun"))
         badge_register("posture_failing", posture_failing_count,
                        permission="compliance_app.view_posturerun",
                        meaning="posture checks failing in the latest run")

@@ -8,6 +8,7 @@ from django.views import View
 from compliance_app import selectors, services
 from compliance_app.checks import CHECKS
 from portal.errors import PortalError
+from portal.gateway.views import HsmTabView
 from portal.permissions import PortalPermissionMixin
 
 TONES = {"pass": "ok", "fail": "bad", "unknown": "warn", "na": "muted"}
@@ -87,3 +88,24 @@ class EvidencePackDownloadView(PortalPermissionMixin, View):
         response = HttpResponse(body, content_type=ctype)
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
+
+
+class HsmPostureView(HsmTabView):
+    """The HSM's Posture tab: each check's latest result here and its last runs."""
+
+    required_permission = "compliance_app.view_posturerun"
+    tab = "posture"
+    template = "compliance_app/hsm_posture.html"
+
+    def tab_context(self, hsm):
+        run = selectors.posture_latest()
+        rows = []
+        if run is not None:
+            for result in selectors.posture_results(run=run).filter(hsm_name=hsm.name):
+                result.tone = TONES.get(result.status, "muted")
+                history = list(selectors.posture_check_history(check_id=result.check_id,
+                                                               hsm_name=hsm.name, limit=10))
+                for past in history:
+                    past.tone = TONES.get(past.status, "muted")
+                rows.append({"result": result, "history": history})
+        return {"run": run, "rows": rows}

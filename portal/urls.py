@@ -57,7 +57,7 @@ urlpatterns = [
     path("approvals/", include("portal.approvals.urls")),
     path("", include("dr_app.urls")),
     path("", include("cmk_app.urls")),
-    path("compliance/", include("compliance_app.urls")),
+    path("", include("compliance_app.urls")),
     path("api/v1/", include(api_patterns)),
     path("api/schema/", views.ApiSchemaView.as_view(), name="api-schema"),
     path("api/docs/", views.ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),

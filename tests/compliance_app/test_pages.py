@@ -89,3 +89,26 @@ def test_the_api_is_in_the_openapi_schema_with_the_error_envelope(admin, api_as)
         assert path in schema["paths"], path
         for operation in schema["paths"][path].values():
             assert "403" in operation["responses"] and "404" in operation["responses"]
+
+
+def test_the_hsm_posture_tab_shows_this_hsms_checks_and_their_last_runs(hsm, admin, auditor,
+                                                                        approver, emulator):
+    empty = client_for(auditor).get(f"/hsms/{hsm.name}/posture/")
+    assert empty.status_code == 200 and "No posture run has finished yet." in empty.content.decode()
+    emulator.set_properties("primary", retention_days=30)
+    try:
+        run_posture(admin)
+        emulator.set_properties("primary", retention_days=90)
+        last = run_posture(admin)
+    finally:
+        emulator.set_properties("primary", retention_days=90)
+    html = client_for(approver).get(f"/hsms/{hsm.name}/posture/").content.decode()
+    assert f"From run {last.pk}" in html and 'aria-current' in html
+    row = html[html.index("Soft-delete retention is 90 days"):]
+    row = row[:row.index("</tr>")]
+    # The latest result, then the last runs newest first: pass, then the failing one.
+    assert row.count('class="pill pill-ok"') == 2 and row.count('class="pill pill-bad"') == 1
+    history = row[row.rindex("<td>"):]
+    assert history.index("pill-ok") < history.index("pill-bad")
+    detail = client_for(auditor).get(f"/hsms/{hsm.name}/").content.decode()
+    assert f'href="/hsms/{hsm.name}/posture/"' in detail  # the tab on the HSM page
