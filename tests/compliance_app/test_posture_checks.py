@@ -224,10 +224,35 @@ def test_crypto_user_at_root_for_a_person_and_a_standing_administrator_fail(hsm,
     assert result(run, "standing_admins").status == "pass"
 
 
-def test_custody_fails_without_a_ledger_and_says_where_to_record_it(hsm, admin):
-    custody = result(run_posture(admin), "custody")
-    assert custody.status == "fail" and custody.evidence["custodians"] == 0
-    assert custody.fix_url == f"/hsms/{hsm.name}/security-domain/"
+def test_custody_fails_until_a_quorum_of_custodians_proves_custody(hsm, admin):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from dr_app import security_domain as sd
+    from tests.support.sd_custodian import make_custodians
+
+    empty = result(run_posture(admin), "custody")
+    assert empty.status == "fail" and empty.evidence["custodians"] == 0
+    assert empty.fix_url == f"/hsms/{hsm.name}/security-domain/"
+
+    people = make_custodians(2, prefix="posture-keeper")
+    custodians = [sd.custodian_add(hsm=hsm, name=p.name, certificate=p.certificate.public_bytes(
+        Encoding.PEM), actor=admin, request_id=f"r-add-{i}") for i, p in enumerate(people)]
+    sd.quorum_record(hsm=hsm, quorum=2, actor=admin, request_id="r-quorum")
+    unproven = result(run_posture(admin), "custody")
+    assert unproven.status == "fail" and unproven.evidence["quorum"] == 2
+    assert {f["problem"] for f in unproven.evidence["findings"]} >= {"never_proven", "quorum_at_risk"}
+
+    for person, custodian in zip(people, custodians, strict=True):
+        challenge = sd.custody_challenge_issue(custodian=custodian, actor=admin, request_id="r-ch")
+        signature = person.private_key.sign(sd.challenge_text(challenge), padding.PKCS1v15(),
+                                            hashes.SHA256())
+        sd.custody_prove(custodian=custodian, challenge_id=challenge.pk, signature=signature,
+                         actor=admin, request_id="r-prove")
+    proven = result(run_posture(admin), "custody")
+    assert proven.status == "pass" and proven.previous_status == "fail"
+    assert proven.evidence["findings"] == []
 
 
 def test_data_residency_flips_with_a_replica_outside_the_allowed_regions(
