@@ -49,7 +49,8 @@ def audit_retention_purge() -> dict:
         return {}
 
 
-@shared_task(bind=True, acks_late=True)
+# A long trail takes minutes (about 20 s per million rows here): an hour's limit.
+@shared_task(bind=True, acks_late=True, soft_time_limit=3600, time_limit=3660)
 def audit_verify_job(self, job_id: int) -> None:
     """Run one "Verify now" Job. Delivering it twice does no harm."""
     from portal.audit.checkpoints import audit_verify_job_run

@@ -61,6 +61,14 @@ def test_ingested_events_match_the_emulators_activity_count_for_count(
     assert [(event.operation, event.result_signature, event.status_code)
             for event in missing] == [("KeyGet", "NotFound", 404)]
 
+    # The direct caller's own timeline (by the object id the HSM logged) has its calls.
+    direct_oid = missing[0].caller_oid
+    assert direct_oid
+    entries, _ = timeline_page(scope=TimelineScope("principal", principal=direct_oid),
+                               filters=TimelineFilter(source="hsm"))
+    assert f"{hsm.name}:{missing[0].pk}" in [entry.ref for entry in entries]
+    assert all(entry.source == "hsm" for entry in entries)
+
     # Reading again stores nothing: cursors skip unchanged blobs ...
     again = hsm_audit_ingest()
     assert again["stored"] == 0
