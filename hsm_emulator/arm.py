@@ -382,8 +382,10 @@ class ManagedHsms:
     _base_url = ""
 
 
-def _identity(value) -> Optional[dict]:
-    """The stored form of a request's ``identity``; ArmError when ARM would refuse it."""
+def user_assigned_ids(value, unsupported: str) -> Optional[dict]:
+    """A request's ``identity``: None for none (absent or type ``None``), else its non-empty
+    ``userAssignedIdentities``; ArmError when ARM would refuse it (another type:
+    "Identity type '<type>' " + ``unsupported``)."""
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -392,11 +394,18 @@ def _identity(value) -> Optional[dict]:
     if kind.lower() == "none":
         return None
     if kind != "UserAssigned":
-        raise ArmError(400, "InvalidIdentityType", f"Identity type '{kind}' is not supported for managed HSMs; "
-                                                   "use 'UserAssigned' (or 'None').")
+        raise ArmError(400, "InvalidIdentityType", f"Identity type '{kind}' {unsupported}")
     identities = value.get("userAssignedIdentities")
     if not isinstance(identities, dict) or not identities:
         raise ArmError(400, "BadRequest", "An identity of type 'UserAssigned' needs 'userAssignedIdentities'.")
+    return identities
+
+
+def _identity(value) -> Optional[dict]:
+    """The stored form of a request's ``identity``; ArmError when ARM would refuse it."""
+    identities = user_assigned_ids(value, "is not supported for managed HSMs; use 'UserAssigned' (or 'None').")
+    if identities is None:
+        return None
     for rid in identities:
         if not _UAMI_RE.match(rid):
             raise ArmError(400, "LinkedInvalidPropertyId",

@@ -59,7 +59,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .arm import ArmError, _json, _NOT_FOUND_HINT
+from .arm import ArmError, _json, _NOT_FOUND_HINT, user_assigned_ids
 from .routing import scopes_for_key
 from .tokens import HSM_RESOURCE
 
@@ -381,19 +381,9 @@ class CmkServices:
 
     def _identity(self, value: Any, rtype: str) -> Optional[dict]:
         """The stored identity block of a request (only user-assigned identities that exist)."""
-        if value is None:
+        ids = user_assigned_ids(value, f"is not served by the emulator for {rtype}; use 'UserAssigned'.")
+        if ids is None:
             return None
-        if not isinstance(value, dict):
-            raise ArmError(400, "InvalidIdentity", "'identity' must be an object.")
-        kind = str(value.get("type") or "None")
-        if kind.lower() == "none":
-            return None
-        if kind != "UserAssigned":
-            raise ArmError(400, "InvalidIdentityType",
-                           f"Identity type '{kind}' is not served by the emulator for {rtype}; use 'UserAssigned'.")
-        ids = value.get("userAssignedIdentities")
-        if not isinstance(ids, dict) or not ids:
-            raise ArmError(400, "BadRequest", "An identity of type 'UserAssigned' needs 'userAssignedIdentities'.")
         for rid in ids:
             if self.find_identity(rid) is None:
                 raise ArmError(400, "FailedIdentityOperation",
