@@ -22,7 +22,7 @@ from portal.accounts.stepup import ensure_recent_sign_in
 from portal.approvals.responses import page_pending
 from portal.downloads import attachment
 from portal.errors import BadInput, PortalError
-from portal.gateway.selectors import hsm_get_for_user
+from portal.gateway.views import HsmObjectMixin
 from portal.objects import Fact
 from portal.permissions import PortalPermissionMixin
 from portal.tables import Column, Empty, Table, TableSpec, table_register
@@ -50,18 +50,8 @@ ACTIVATION_TONES = {"active": "ok", "not_activated": "warn", "in_progress": "war
                     "failed": "bad", "unknown": "muted"}
 
 
-class SdMixin(PortalPermissionMixin):
+class SdMixin(HsmObjectMixin):
     """An HSM's security-domain pages: the HSM header, Essentials and tabs around them."""
-
-    def setup(self, request, *args, **kwargs):
-        super().setup(request, *args, **kwargs)
-        self.hsm_id = kwargs["hsm_id"]
-
-    @property
-    def hsm(self):
-        if not hasattr(self, "_hsm"):
-            self._hsm = hsm_get_for_user(user=self.request.user, hsm_id=self.hsm_id)
-        return self._hsm
 
     def page(self, template: str, context: dict | None = None, *, status: int = 200):
         from portal.gateway.views import hsm_facts, hsm_tabs

@@ -16,7 +16,8 @@ from portal.approvals.models import ApprovalRequest
 from portal.approvals.responses import page_pending
 from portal.downloads import attachment, csv_lines
 from portal.errors import BadInput, NotFound, PortalError
-from portal.gateway.selectors import hsm_get_for_user, hsm_list
+from portal.gateway.selectors import hsm_list
+from portal.gateway.views import HsmObjectMixin
 from portal.objects import Fact, Tab, object_tabs
 from portal.permissions import PortalPermissionMixin
 
@@ -60,17 +61,7 @@ class KeyDefaultView(PortalPermissionMixin, View):
         return redirect("keys:key-list", hsm_id=hsm.name)
 
 
-class HsmKeyMixin(PortalPermissionMixin):
-    def setup(self, request, *args, **kwargs):
-        super().setup(request, *args, **kwargs)
-        self.hsm_id = kwargs["hsm_id"]
-
-    @property
-    def hsm(self):
-        if not hasattr(self, "_hsm"):
-            self._hsm = hsm_get_for_user(user=self.request.user, hsm_id=self.hsm_id)
-        return self._hsm
-
+class HsmKeyMixin(HsmObjectMixin):
     def page(self, template: str, context: dict | None = None, *, status: int = 200):
         """Render a page of this HSM's key tabs; the tabs show the inventory's cache age."""
         from portal.gateway.views import hsm_tabs

@@ -121,6 +121,21 @@ def hsm_facts(hsm: HsmInstance) -> list[Fact]:
     ]
 
 
+class HsmObjectMixin(PortalPermissionMixin):
+    """A page under one HSM (`hsm_id` in its URL): `self.hsm_id`, and `self.hsm`, the
+    registered HSM this user may see, looked up once when first used."""
+
+    def setup(self, request, *args, **kwargs):
+        super().setup(request, *args, **kwargs)
+        self.hsm_id = kwargs["hsm_id"]
+
+    @property
+    def hsm(self) -> HsmInstance:
+        if not hasattr(self, "_hsm"):
+            self._hsm = hsm_get_for_user(user=self.request.user, hsm_id=self.hsm_id)
+        return self._hsm
+
+
 class HsmTabView(PortalPermissionMixin, View):
     """One tab of an HSM's page: title, Essentials, tabs, then the tab's content."""
 
