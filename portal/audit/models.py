@@ -1,5 +1,6 @@
 """The append-only, hash-chained audit trail."""
 from django.db import models
+from django.db.models.fields.json import KeyTransform
 
 
 class AuditEvent(models.Model):
@@ -43,6 +44,9 @@ class AuditEvent(models.Model):
             models.Index(fields=["target", "seq"], name="audit_target_seq",
                          opclasses=["varchar_pattern_ops", "int8_ops"]),
             models.Index(fields=["outcome", "seq"], name="audit_outcome_seq"),
+            # Timelines and approvals find an approved action's rows by its correlation id.
+            models.Index(KeyTransform("correlation_id", "detail"),
+                         name="audit_detail_correlation"),
         ]
 
     def __str__(self) -> str:
