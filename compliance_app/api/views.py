@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from compliance_app import selectors, services
 from compliance_app.api.serializers import (EvidencePackOutput, PostureOverviewOutput,
                                             PostureRunDetailOutput, PostureRunOutput)
+from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
 
 
@@ -16,11 +17,20 @@ class PostureApi(APIView):
     required_permission = "compliance_app.view_posturerun"
 
     @extend_schema(responses=PostureOverviewOutput,
+                   parameters=[OpenApiParameter("hsm", OpenApiTypes.STR, required=False,
+                                                description="only this HSM's results (and "
+                                                            "the estate-wide ones)")],
                    description="The newest finished posture run with every check's result, "
                                "evidence, fix and whether it flipped since the run before.")
     def get(self, request):
+        hsm = request.query_params.get("hsm", "")
+        if hsm:
+            hsm = hsm_get_for_user(user=request.user, hsm_id=hsm[:64]).name
         run = selectors.posture_latest()
-        return Response({"run": PostureRunDetailOutput(run).data if run else None})
+        data = PostureRunDetailOutput(run).data if run else None
+        if data and hsm:
+            data["results"] = [r for r in data["results"] if r["hsm"] in (hsm, "")]
+        return Response({"run": data})
 
 
 class PostureRunListApi(APIView):

@@ -112,3 +112,14 @@ def test_the_hsm_posture_tab_shows_this_hsms_checks_and_their_last_runs(hsm, adm
     assert history.index("pill-ok") < history.index("pill-bad")
     detail = client_for(auditor).get(f"/hsms/{hsm.name}/").content.decode()
     assert f'href="/hsms/{hsm.name}/posture/"' in detail  # the tab on the HSM page
+
+
+def test_the_posture_api_filters_by_hsm(hsm, secondary_hsm, admin, auditor, api_as):
+    run_posture(admin)
+    client = api_as(auditor)
+    everything = client.get("/api/v1/posture/").json()["run"]["results"]
+    assert {r["hsm"] for r in everything} == {"primary", "secondary"}
+    only = client.get("/api/v1/posture/?hsm=secondary").json()["run"]["results"]
+    assert only and {r["hsm"] for r in only} == {"secondary"}
+    unknown = client.get("/api/v1/posture/?hsm=" + "x" * 500)
+    assert unknown.status_code == 404 and "error" in unknown.json()
