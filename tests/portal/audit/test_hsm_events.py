@@ -188,3 +188,29 @@ def test_timeline_pages_render_for_an_auditor(audited_hsm, emulator, client, aud
     assert "KeyCreate" in principal.content.decode()
     assert client.get("/audit/principals/not-a-principal/timeline/").status_code == 404
     assert client.get(f"/hsms/{hsm.name}/timeline/", {"since": "x"}).status_code == 200
+
+
+def test_an_approved_delete_run_by_its_job_joins_the_approval_chain(audited_hsm, emulator,
+                                                                    admin, key_name):
+    """The HSM's KeyDelete, made by the approval's execution job (no web request), carries
+    the approval's correlation id: the timeline names the request, the approvals and the
+    execution that caused it."""
+    from keys_app import services
+    from keys_app.spec import spec_build
+    from tests.support.approvals import approve_and_run
+
+    hsm = audited_hsm
+    services.key_create(hsm=hsm, spec=spec_build(name=key_name, kty="oct-HSM", tags=OWNER),
+                        actor=admin, request_id="r0")
+    req = approve_and_run(services.key_delete(hsm=hsm, name=key_name, actor=admin,
+                                              request_id="r1", confirm_name=key_name))
+    emulator.flush_audit("primary")
+    hsm_audit_ingest()
+    delete = HsmAuditEvent.objects.get(hsm=hsm, key_name=key_name, operation="KeyDelete")
+    assert delete.correlation_key == req.correlation_id
+    entries, _ = timeline_page(scope=TimelineScope("key", hsm=hsm.name, key=key_name),
+                               filters=TimelineFilter())
+    entry = next(entry for entry in entries if entry.action == "KeyDelete")
+    actions = {cause["action"] for cause in entry.caused_by}
+    # caused_by lists at most 10 rows, oldest first: the request, the approval, the run.
+    assert {"approval.request", "approval.approve", "approval.execute", "key.delete"} <= actions
