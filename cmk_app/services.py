@@ -22,6 +22,7 @@ from portal.audit.services import audit_record, audit_result
 from portal.errors import BadInput, Conflict, NotFound, PortalError
 from portal.gateway import arm, rbac
 from portal.gateway.models import HsmInstance
+from portal.gateway.selectors import hsm_resolve
 from portal.jobs.models import Job
 from portal.jobs.services import job_create, job_enqueue_on_commit, job_finish, job_progress
 
@@ -63,15 +64,6 @@ def binding_target(binding: CmkBinding | None = None, *, hsm_name: str = "", key
     return f"hsm:{hsm_name}/key:{key}/resource:{resource}"
 
 
-def _as_hsm(hsm: HsmInstance | str) -> HsmInstance:
-    if isinstance(hsm, HsmInstance):
-        return hsm
-    found = HsmInstance.objects.filter(name=hsm).first()
-    if found is None:
-        raise NotFound(f"HSM {hsm} is no longer registered.")
-    return found
-
-
 def _subscription(hsm: HsmInstance) -> str:
     if not hsm.arm_resource_id:
         raise BadInput(f"HSM {hsm.name} has no Azure resource id in the portal: register it with "
@@ -103,7 +95,7 @@ def cmk_attach_start(*, hsm: HsmInstance | str, key_name: str, resource_id: str,
     already uses another key of the portal switches keys, which needs approval
     (`cmk.switch`): without one it returns the pending ApprovalRequest.
     """
-    hsm = _as_hsm(hsm)
+    hsm = hsm_resolve(hsm)
     from keys_app.models import KeyRecord
 
     record = KeyRecord.objects.filter(hsm=hsm, name__iexact=key_name,
@@ -185,7 +177,7 @@ class _Wizard:
     def __init__(self, job: Job) -> None:
         self.job = job
         p = job.params
-        self.hsm = _as_hsm(p["hsm"])
+        self.hsm = hsm_resolve(p["hsm"])
         self.key = p["key_name"]
         self.resource_id = p["resource_id"]
         self.kind = p["kind"]
@@ -618,7 +610,7 @@ def hsm_network_access_set(*, hsm: HsmInstance | str, enabled: bool, actor, requ
     """Turn the HSM's public network access on or off. Needs approval
     (`hsm.public_network_access`); audited (`hsm.public_network_access`) with the value
     Azure reports after."""
-    hsm = _as_hsm(hsm)
+    hsm = hsm_resolve(hsm)
     current = arm.hsm_resource_get(hsm)
     wanted = "Enabled" if enabled else "Disabled"
     if current["public_network_access"] == wanted:
@@ -648,7 +640,7 @@ def hsm_purge_protection_enable(*, hsm: HsmInstance | str, actor, request_id: st
                                 justification: str = "", ticket: str = "") -> dict | ApprovalRequest:
     """Turn on the HSM's purge protection, which Azure services require of a CMK's HSM and
     which can never be turned off. Needs approval (`hsm.purge_protection`); audited."""
-    hsm = _as_hsm(hsm)
+    hsm = hsm_resolve(hsm)
     if arm.hsm_resource_get(hsm)["purge_protection"]:
         raise BadInput(f"Purge protection of HSM {hsm.name} is already on.", code="no_change")
     pending = approval_require(operation="hsm.purge_protection", actor=actor,
@@ -670,7 +662,7 @@ def hsm_private_endpoint_decide(*, hsm: HsmInstance | str, name: str, status: st
                                 justification: str = "", ticket: str = "") -> dict | ApprovalRequest:
     """Approve or reject a private endpoint connection to the HSM. Needs approval
     (`hsm.private_endpoint`); audited with the state Azure reports after."""
-    hsm = _as_hsm(hsm)
+    hsm = hsm_resolve(hsm)
     if status not in ("Approved", "Rejected"):
         raise BadInput("A private endpoint connection is Approved or Rejected.",
                        fields={"status": ["Approved or Rejected."]})

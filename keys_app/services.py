@@ -26,6 +26,7 @@ from portal.audit.services import AuditOutcomeUnrecorded, audit_record, audit_re
 from portal.errors import AuditUnavailable, BadInput, Conflict, NotFound, PortalError
 from portal.gateway import convert
 from portal.gateway.models import HsmInstance
+from portal.gateway.selectors import hsm_resolve
 from portal.jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -48,16 +49,6 @@ class InventoryNotUpdated(PortalError):
 def key_target(hsm: HsmInstance, name: str) -> str:
     """The audit target text of a key."""
     return f"hsm:{hsm.name}/key:{name}"
-
-
-def _as_hsm(hsm: HsmInstance | str) -> HsmInstance:
-    """An approved run names its HSM in the payload (JSON); the direct path passes the row."""
-    if isinstance(hsm, HsmInstance):
-        return hsm
-    found = HsmInstance.objects.filter(name=hsm).first()
-    if found is None:
-        raise NotFound(f"HSM {hsm} is no longer registered.")
-    return found
 
 
 # What depends on a key, from other apps (cmk_app: the Azure resources that use it as their
@@ -471,7 +462,7 @@ def key_update(*, hsm: HsmInstance | str, name: str, actor, request_id: str, ena
     key that resources use (key_dependents) needs approval (`key.disable`): without one it
     returns the pending ApprovalRequest, whose context names them.
     """
-    hsm = _as_hsm(hsm)
+    hsm = hsm_resolve(hsm)
     record = key_get(hsm=hsm, name=name)
     name = record.name
     asked_dates = {field: date_bounded(value, field_name=field)
@@ -649,7 +640,7 @@ def key_rotation_policy_set(*, hsm: HsmInstance | str, name: str, policy: dict |
     a policy that stops a rotating key's automatic rotation, needs the typed confirmation
     (through either door). Clearing needs approval (`key.rotation_policy.clear`): without
     one it returns the pending ApprovalRequest instead of acting."""
-    hsm = _as_hsm(hsm)
+    hsm = hsm_resolve(hsm)
     record = key_get(hsm=hsm, name=name)
     name = record.name
     if policy is not None:
@@ -721,7 +712,7 @@ def key_delete(*, hsm: HsmInstance | str, name: str, actor, request_id: str,
     """Soft-delete a key (recoverable for the HSM's retention days). Audited; needs the
     typed confirmation and approval (`key.delete`): without one it returns the pending
     ApprovalRequest instead of acting."""
-    hsm = _as_hsm(hsm)
+    hsm = hsm_resolve(hsm)
     record = key_get(hsm=hsm, name=name)
     name = record.name
     confirm(name, confirm_name)
@@ -758,7 +749,7 @@ def key_purge(*, hsm: HsmInstance | str, name: str, actor, request_id: str,
     """Permanently delete a soft-deleted key. Audited; needs the typed confirmation and
     approval (`key.purge`): without one it returns the pending ApprovalRequest instead of
     acting. Refused by the HSM for a live key or under purge protection."""
-    hsm = _as_hsm(hsm)
+    hsm = hsm_resolve(hsm)
     name = name_validate(name)
     record = KeyRecord.objects.filter(hsm=hsm, name__iexact=name).first()
     name = record.name if record is not None else name

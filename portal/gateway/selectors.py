@@ -19,6 +19,17 @@ def hsm_get_for_user(*, user, hsm_id: str) -> HsmInstance:
     return hsm
 
 
+def hsm_resolve(hsm: HsmInstance | str) -> HsmInstance:
+    """The HSM row itself, or the registered HSM of that name (an approved run names its HSM
+    in the payload, JSON; the direct path passes the row); NotFound when it is gone."""
+    if isinstance(hsm, HsmInstance):
+        return hsm
+    found = HsmInstance.objects.filter(name=hsm).first()
+    if found is None:
+        raise NotFound(f"HSM {hsm} is no longer registered.")
+    return found
+
+
 def hsm_usage(*, hsm: HsmInstance) -> dict:
     """What deregistering would remove (rows cascading from the HSM) and what it keeps.
 
