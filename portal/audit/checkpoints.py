@@ -167,6 +167,7 @@ def checkpoints_verified(problems: list) -> tuple[dict[int, str], dict[int, str]
     from portal.gateway import audit_logs
 
     heads, anchors, count = {}, {}, 0
+    verifiers: dict = {}  # key version -> local verifier (its public key read once)
     for document in _checkpoint_documents(problems):
         count += 1
         seq = document.get("seq")
@@ -176,9 +177,11 @@ def checkpoints_verified(problems: list) -> tuple[dict[int, str], dict[int, str]
                                                     "registered HSM"})
             continue
         try:
-            valid = audit_logs.checkpoint_verify(hsm, key_id=document["key_id"],
-                                                 payload=signed_payload(document),
-                                                 signature=str(document.get("signature") or ""))
+            if document["key_id"] not in verifiers:
+                verifiers[document["key_id"]] = audit_logs.checkpoint_public_key(
+                    hsm, key_id=document["key_id"])
+            valid = verifiers[document["key_id"]](signed_payload(document),
+                                                  str(document.get("signature") or ""))
         except PortalError as exc:
             problems.append({"seq": seq, "problem": f"the signature could not be checked: "
                                                     f"{exc.message}"})

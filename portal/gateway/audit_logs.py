@@ -199,22 +199,48 @@ def checkpoint_sign(hsm, *, key_id: str, payload: bytes) -> str:
     return base64.b64encode(result.signature).decode()
 
 
-def checkpoint_verify(hsm, *, key_id: str, payload: bytes, signature: str) -> bool:
-    """Whether the signature is the key version's over payload (checked by the HSM's key)."""
-    from azure.keyvault.keys.crypto import SignatureAlgorithm
-
-    try:
-        raw = base64.b64decode(signature, validate=True)
-    except ValueError:
-        return False
-    with translated_errors(hsm=hsm.name):
-        result = crypto(hsm, key_id).verify(SignatureAlgorithm.es256, _digest(payload), raw)
-    return bool(result.is_valid)
-
-
 def _checkpoint_container():
     return blob_service().get_container_client(settings.AUDIT_CHECKPOINT_CONTAINER
                                                or CHECKPOINT_CONTAINER)
+
+
+def checkpoint_public_key(hsm, *, key_id: str):
+    """The public half of one checkpoint key version, read once from the HSM, as a verifier:
+    a callable(payload, signature_b64) -> bool that checks ES256 locally (the HSM holds the
+    private key; a verification needs only the public one, so a year of checkpoints costs
+    one call per key version)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    uri = hsm.uri.rstrip("/") + "/keys/"
+    if not key_id.lower().startswith(uri.lower()):
+        raise HsmUnavailable(f"That key id is not a key of HSM {hsm.name}.",
+                             code="hsm_url_refused")
+    name, _, version = key_id[len(uri):].partition("/")
+    with translated_errors(hsm=hsm.name):
+        jwk = keys(hsm).get_key(name, version or None).key
+    if not (jwk.x and jwk.y) or jwk.crv != "P-256":
+        return lambda payload, signature: False
+    public = ec.EllipticCurvePublicNumbers(int.from_bytes(jwk.x, "big"),
+                                           int.from_bytes(jwk.y, "big"),
+                                           ec.SECP256R1()).public_key()
+
+    def verify(payload: bytes, signature: str) -> bool:
+        try:
+            raw = base64.b64decode(signature, validate=True)
+        except ValueError:
+            return False
+        if len(raw) != 64:
+            return False
+        der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+        try:
+            public.verify(der, payload, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            return False
+        return True
+    return verify
 
 
 def checkpoint_store(*, name: str, document: dict) -> None:
