@@ -45,13 +45,10 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def _backup_jobs(emulator) -> list[dict]:
-    return [j for j in emulator.backup_state("primary")["jobs"] if j["kind"] == "backup"]
-
-
-@pytest.mark.timeout(300)
-def test_worker_killed_while_polling_is_resumed_by_another_with_one_backup(
-        transactional_db, hsm, admin, container, blobs, emulator, settings, tmp_path):
+@pytest.fixture
+def start_worker(emulator, settings, tmp_path):
+    """`start_worker(name)`: a real worker on this test's database and broker (3-second job
+    lease); each one started is stopped after the test."""
     from portal.celery import app
     from portal.gateway.emulator_config import emulator_environment
 
@@ -64,13 +61,43 @@ def test_worker_killed_while_polling_is_resumed_by_another_with_one_backup(
            "DR_JOB_LEASE_SECONDS": "3"}
     env.pop("DATABASE_OWNER_URL", None)
     app.control.purge()  # nothing left over on this test broker
+    started: list[subprocess.Popen] = []
+
+    def start(name: str) -> subprocess.Popen:
+        started.append(_worker(tmp_path, name, env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        _stop(process)
+
+
+def _kill_and_take_over(first: subprocess.Popen, job_pk: int, start, *, what: str) -> Job:
+    """SIGKILL the polling worker; beat's dr_tick hands the job to a second one: the job, done."""
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    assert first.returncode == -signal.SIGKILL
+    assert Job.objects.get(pk=job_pk).status == Job.Status.RUNNING
+    start("second")
+    wait_for(lambda: services.jobs_resume_stale() == [job_pk], timeout=30,
+             what="the lease to lapse and the job to be taken over")
+    return wait_for(lambda: (j := Job.objects.get(pk=job_pk)).is_finished and j,
+                    timeout=180, what=what)
+
+
+def _backup_jobs(emulator) -> list[dict]:
+    return [j for j in emulator.backup_state("primary")["jobs"] if j["kind"] == "backup"]
+
+
+@pytest.mark.timeout(300)
+def test_worker_killed_while_polling_is_resumed_by_another_with_one_backup(
+        transactional_db, hsm, admin, container, blobs, emulator, start_worker):
     started_before = len(_backup_jobs(emulator))
     # A slow HSM: the backup stays in progress 20 s, and every status poll takes 1.5 s, so
     # the worker is inside a poll (or between two) when it dies.
     emulator.hold_backup_jobs(20000, hsm="primary")
     emulator.fail("GET", "/backup/*/pending", status=None, latency_ms=1500, hsm="primary")
-    first = _worker(tmp_path, "first", env)
-    second = None
+    first = start_worker("first")
     try:
         job = services.backup_start(hsm=hsm, actor=admin, request_id="r-kill",
                                     container=container)
@@ -80,17 +107,8 @@ def test_worker_killed_while_polling_is_resumed_by_another_with_one_backup(
         stored = Job.objects.get(pk=job.pk)
         operation = stored.external_operation_id
         assert operation and stored.params["ops"]["backup"]["continuation"]
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
-        assert first.returncode == -signal.SIGKILL
-        assert Job.objects.get(pk=job.pk).status == Job.Status.RUNNING
-
-        second = _worker(tmp_path, "second", env)
-        # Beat's dr_tick finds the silent lease and hands the job to a new worker.
-        wait_for(lambda: services.jobs_resume_stale() == [job.pk], timeout=30,
-                 what="the lease to lapse and the job to be taken over")
-        done = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).is_finished and j,
-                        timeout=180, what="the second worker to finish the job")
+        done = _kill_and_take_over(first, job.pk, start_worker,
+                                   what="the second worker to finish the job")
 
         assert done.status == Job.Status.SUCCEEDED, done.error
         assert done.external_operation_id == operation  # the same HSM operation, resumed
@@ -106,29 +124,15 @@ def test_worker_killed_while_polling_is_resumed_by_another_with_one_backup(
     finally:
         emulator.hold_backup_jobs(0, hsm="primary")
         emulator.clear_faults()
-        _stop(first)
-        if second is not None:
-            _stop(second)
 
 
 @pytest.mark.timeout(300)
 def test_worker_killed_while_polling_a_restore_is_resumed_with_one_restore(
-        transactional_db, hsm, secondary_hsm, admin, container, emulator, settings, tmp_path):
+        transactional_db, hsm, secondary_hsm, admin, container, emulator, start_worker):
     from portal import gateway
-    from portal.celery import app
-    from portal.gateway.emulator_config import emulator_environment
     from tests.dr_app.conftest import run_job
     from dr_app import tasks
 
-    settings.DR_JOB_LEASE_SECONDS = 3
-    env = {**os.environ, **emulator_environment(emulator.endpoints),
-           "DJANGO_SETTINGS_MODULE": "portal.settings.test",
-           "TEST_DATABASE_URL": _database_url(),
-           "TEST_CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-           "PORTAL_VAR_DIR": str(tmp_path), "AZURE_RETRY_TOTAL": "0",
-           "DR_JOB_LEASE_SECONDS": "3"}
-    env.pop("DATABASE_OWNER_URL", None)
-    app.control.purge()
     name = f"resume-{uuid.uuid4().hex[:8]}"
     gateway.keys(hsm).create_rsa_key(name, size=2048)
     backup = services.backup_start(hsm=hsm, actor=admin, request_id="r", container=container)
@@ -140,21 +144,15 @@ def test_worker_killed_while_polling_a_restore_is_resumed_with_one_restore(
     before = len(restores())
     emulator.hold_backup_jobs(20000, hsm="secondary")
     emulator.fail("GET", "/restore/*/pending", status=None, latency_ms=1500, hsm="secondary")
-    first = _worker(tmp_path, "first", env)
-    second = None
+    first = start_worker("first")
     try:
         job = services.restore_start(hsm_id="secondary", folder=folder, container=container,
                                      key_name=name, actor=admin, request_id="r-kill")
         wait_for(lambda: (j := Job.objects.get(pk=job.pk)).step.startswith("Restore of key")
                  and "the HSM reports" in j.step, timeout=150,
                  what="the first worker to poll the restore")
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
-        second = _worker(tmp_path, "second", env)
-        wait_for(lambda: services.jobs_resume_stale() == [job.pk], timeout=30,
-                 what="the takeover")
-        done = wait_for(lambda: (j := Job.objects.get(pk=job.pk)).is_finished and j,
-                        timeout=180, what="the second worker to finish the restore")
+        done = _kill_and_take_over(first, job.pk, start_worker,
+                                   what="the second worker to finish the restore")
 
         assert done.status == Job.Status.SUCCEEDED, done.error
         assert len(restores()) == before + 1  # one selective restore, resumed not repeated
@@ -163,9 +161,6 @@ def test_worker_killed_while_polling_a_restore_is_resumed_with_one_restore(
     finally:
         emulator.hold_backup_jobs(0, hsm="secondary")
         emulator.clear_faults()
-        _stop(first)
-        if second is not None:
-            _stop(second)
 
 
 @pytest.mark.timeout(300)
