@@ -391,6 +391,20 @@ class CmkServices:
                                f"'{rid}' was not found.")
         return {"type": "UserAssigned", "userAssignedIdentities": {self.find_identity(r)["id"]: {} for r in ids}}
 
+    def _updated(self, old: dict, body: dict, rtype: str) -> tuple[dict, dict]:
+        """A PATCH (or PUT over an existing resource): a copy of the resource with the request's
+        tags and identity, and the request's properties. Validated on a copy: a refused update
+        changes nothing."""
+        doc = copy.deepcopy(old)
+        if "tags" in body:
+            doc["tags"] = _tags(body["tags"])
+        if "identity" in body:
+            doc["identity"] = self._identity(body["identity"], rtype)
+        properties = body.get("properties") or {}
+        if not isinstance(properties, dict):
+            raise ArmError(400, "InvalidRequestContent", "'properties' must be an object.")
+        return doc, properties
+
     def _identity_view(self, identity: Optional[dict]) -> Optional[dict]:
         if not identity:
             return {"type": "None"}
@@ -670,14 +684,7 @@ class CmkServices:
         return await self._sa_update(params, self._storage_doc_of(params), await _json(request), status=200)
 
     async def _sa_update(self, params: dict, old: dict, body: dict, status: int) -> Response:
-        doc = copy.deepcopy(old)  # validated on a copy: a refused update changes nothing
-        if "tags" in body:
-            doc["tags"] = _tags(body["tags"])
-        if "identity" in body:
-            doc["identity"] = self._identity(body["identity"], STORAGE_TYPE)
-        properties = body.get("properties") or {}
-        if not isinstance(properties, dict):
-            raise ArmError(400, "InvalidRequestContent", "'properties' must be an object.")
+        doc, properties = self._updated(old, body, STORAGE_TYPE)
         enc = doc["properties"]["encryption"]
         if properties.get("encryption") is not None:
             doc["properties"]["encryption"] = await self._storage_encryption(doc, properties["encryption"],
@@ -867,14 +874,7 @@ class CmkServices:
         return await self._server_update(rtype, request, params, old, await _json(request))
 
     async def _server_update(self, rtype: str, request: Request, params: dict, old: dict, body: dict) -> Response:
-        doc = copy.deepcopy(old)  # validated on a copy: a refused update changes nothing
-        if "tags" in body:
-            doc["tags"] = _tags(body["tags"])
-        if "identity" in body:
-            doc["identity"] = self._identity(body["identity"], rtype)
-        properties = body.get("properties") or {}
-        if not isinstance(properties, dict):
-            raise ArmError(400, "InvalidRequestContent", "'properties' must be an object.")
+        doc, properties = self._updated(old, body, rtype)
         enc = doc["properties"]["dataEncryption"]
         if properties.get("dataEncryption"):
             doc["properties"]["dataEncryption"] = await self._server_encryption(
