@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import ssl
 import sys
 import tempfile
@@ -81,7 +80,8 @@ def main() -> int:
         parser.error("sizes must be 1 to 5000 (the service's key limit per HSM)")
 
     from azure.keyvault.administration import KeyVaultBackupClient
-    from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+
+    from tests.support.blobs import blob_service, container_sas
 
     with tempfile.TemporaryDirectory(prefix="backup-bench-") as state:
         emulator = EmulatorProcess(Path(state), ephemeral=args.ephemeral).start(timeout=60)
@@ -90,15 +90,10 @@ def main() -> int:
             if not storage:
                 print("The emulator runs no blob storage (is Azurite installed? npm ci)", file=sys.stderr)
                 return 1
-            blobs = BlobServiceClient(storage["blob_endpoint"], connection_verify=emulator.ca_bundle,
-                                      credential={"account_name": storage["account_name"],
-                                                  "account_key": storage["account_key"]})
+            blobs = blob_service(emulator)
             container = "bench"
             blobs.create_container(container)
-            sas = generate_container_sas(storage["account_name"], container, account_key=storage["account_key"],
-                                         permission=ContainerSasPermissions.from_string("crwl"),
-                                         expiry=datetime.datetime.now(datetime.timezone.utc)
-                                         + datetime.timedelta(hours=2))
+            sas = container_sas(storage, container, "crwl", minutes=120)
             url = f"{storage['blob_endpoint']}/{container}"
             credential = emulator.credential()
             primary = KeyVaultBackupClient(emulator.hsm_url("primary"), credential, **emulator.client_options())

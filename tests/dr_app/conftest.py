@@ -23,12 +23,9 @@ def container(storage):
 @pytest.fixture
 def blobs(storage, emulator):
     """A BlobServiceClient on the storage account with its key, independent of the portal."""
-    from azure.storage.blob import BlobServiceClient
+    from tests.support.blobs import blob_service
 
-    return BlobServiceClient(account_url=storage["blob_endpoint"],
-                             credential={"account_name": storage["account_name"],
-                                         "account_key": storage["account_key"]},
-                             connection_verify=emulator.ca_bundle)
+    return blob_service(emulator)
 
 
 def folders_in(blobs, container: str) -> dict[str, list[str]]:

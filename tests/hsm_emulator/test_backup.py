@@ -5,7 +5,6 @@ endpoints.json); the blobs are checked through azure-storage-blob. Restores go i
 secondary HSM (same security domain as the primary) unless a test says otherwise.
 """
 
-import datetime
 import json
 import ssl
 import uuid
@@ -14,7 +13,8 @@ import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.keyvault.administration import KeyVaultBackupClient
-from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+
+from tests.support.blobs import blob_service, container_sas as sas
 
 FOLDER_RE = r"^mhsm-{hsm}-\d{{16}}$"
 
@@ -25,10 +25,8 @@ def storage(emulator):
 
 
 @pytest.fixture(scope="module")
-def blobs(emulator, storage):
-    return BlobServiceClient(storage["blob_endpoint"], credential={"account_name": storage["account_name"],
-                                                                    "account_key": storage["account_key"]},
-                             connection_verify=emulator.ca_bundle)
+def blobs(emulator):
+    return blob_service(emulator)
 
 
 @pytest.fixture
@@ -36,13 +34,6 @@ def container(blobs):
     name = f"backups-{uuid.uuid4().hex[:12]}"
     blobs.create_container(name)
     return name
-
-
-def sas(storage, container, permission="crdwl", minutes=60):
-    return generate_container_sas(storage["account_name"], container, account_key=storage["account_key"],
-                                  permission=ContainerSasPermissions.from_string(permission),
-                                  expiry=datetime.datetime.now(datetime.timezone.utc)
-                                  + datetime.timedelta(minutes=minutes))
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ The full restore goes back into the primary from its own backup (the state it ha
 backup), so the HSM the rest of the suite shares loses nothing but this test's key.
 """
 
-import datetime
-import uuid
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -14,7 +12,8 @@ from azure.keyvault.administration.aio import KeyVaultBackupClient
 from azure.keyvault.keys.aio import KeyClient
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.keyvault.models import ManagedHsm, ManagedServiceIdentity, UserAssignedIdentity
-from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
+
+from tests.support.blobs import container_create, container_sas
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +22,14 @@ def storage(emulator):
 
 
 @pytest.fixture
-def container(emulator, storage):
-    name = f"async-{uuid.uuid4().hex[:12]}"
-    BlobServiceClient(storage["blob_endpoint"], credential={"account_name": storage["account_name"],
-                                                            "account_key": storage["account_key"]},
-                      connection_verify=emulator.ca_bundle).create_container(name)
-    return name
-
-
-def sas_for(storage, container):
-    return generate_container_sas(storage["account_name"], container, account_key=storage["account_key"],
-                                  permission=ContainerSasPermissions.from_string("crdwl"),
-                                  expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+def container(emulator):
+    return container_create(emulator, "async")
 
 
 @pytest.mark.asyncio
 async def test_async_backup_full_restore_and_selective_restore_with_sas(emulator, storage, container, name):
     url = f"{storage['blob_endpoint']}/{container}"
-    sas = sas_for(storage, container)
+    sas = container_sas(storage, container)
     async with emulator.async_credential() as credential, \
             KeyVaultBackupClient(emulator.hsm_url(), credential, **emulator.client_options()) as client, \
             KeyClient(emulator.hsm_url(), credential, **emulator.client_options()) as keys:

@@ -5,13 +5,12 @@
 Sign-in and the custom cloud come from test_azure_cli.py's fixtures.
 """
 
-import datetime
 import uuid
 
 import pytest
-from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
 from . import test_azure_cli as _cli
+from tests.support.blobs import container_create, container_sas
 
 # The CLI fixtures (private configuration directory, custom cloud, sign-in), shared.
 az = _cli.az
@@ -24,19 +23,13 @@ def storage(emulator):
 
 
 @pytest.fixture(scope="module")
-def container(emulator, storage):
-    name = f"cli-{uuid.uuid4().hex[:12]}"
-    BlobServiceClient(storage["blob_endpoint"], credential={"account_name": storage["account_name"],
-                                                            "account_key": storage["account_key"]},
-                      connection_verify=emulator.ca_bundle).create_container(name)
-    return name
+def container(emulator):
+    return container_create(emulator, "cli")
 
 
 @pytest.fixture(scope="module")
 def sas(storage, container):
-    return generate_container_sas(storage["account_name"], container, account_key=storage["account_key"],
-                                  permission=ContainerSasPermissions.from_string("crdwl"),
-                                  expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+    return container_sas(storage, container)
 
 
 def test_az_backup_start_and_restore_start_with_a_sas_token(signed_in, az, emulator, storage, container, sas,

@@ -7,7 +7,6 @@ un-activated: ``source`` is activated by a download (a domain of its own), ``rec
 uploading ``source``'s domain.
 """
 
-import datetime
 import json
 import uuid
 
@@ -16,10 +15,10 @@ from azure.core.exceptions import HttpResponseError
 from azure.keyvault.administration import KeyVaultBackupClient
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.securitydomain import SecurityDomainClient
-from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
 from tests.support.emulator import EmulatorProcess
 from tests.support.sd_custodian import certificate_info, make_custodians, restore_blob
+from tests.support.blobs import blob_service, container_create, container_sas
 
 
 @pytest.fixture(scope="module")
@@ -42,14 +41,8 @@ def clients(emulator):
 @pytest.fixture(scope="module")
 def storage(emulator):
     storage = emulator.endpoints["storage"]
-    container = f"sd-{uuid.uuid4().hex[:10]}"
-    BlobServiceClient(storage["blob_endpoint"], credential={"account_name": storage["account_name"],
-                                                            "account_key": storage["account_key"]},
-                      connection_verify=emulator.ca_bundle).create_container(container)
-    sas = generate_container_sas(storage["account_name"], container, account_key=storage["account_key"],
-                                 permission=ContainerSasPermissions.from_string("crwl"),
-                                 expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
-    return {"url": f"{storage['blob_endpoint']}/{container}", "sas": sas}
+    container = container_create(emulator, "sd")
+    return {"url": f"{storage['blob_endpoint']}/{container}", "sas": container_sas(storage, container, "crwl")}
 
 
 def test_a_backup_restores_only_into_an_hsm_of_the_same_security_domain(emulator, clients, storage):
@@ -97,9 +90,5 @@ def test_an_unactivated_hsm_refuses_backup_and_restore(emulator, clients, storag
 
 
 def _manifest(emulator, folder_url: str) -> dict:
-    storage = emulator.endpoints["storage"]
     container, folder = folder_url.rsplit("/", 2)[-2:]
-    blobs = BlobServiceClient(storage["blob_endpoint"], credential={"account_name": storage["account_name"],
-                                                                    "account_key": storage["account_key"]},
-                              connection_verify=emulator.ca_bundle)
-    return json.loads(blobs.get_blob_client(container, f"{folder}/manifest.json").download_blob().readall())
+    return json.loads(blob_service(emulator).get_blob_client(container, f"{folder}/manifest.json").download_blob().readall())

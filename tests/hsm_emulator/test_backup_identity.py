@@ -16,7 +16,8 @@ from azure.keyvault.administration import KeyVaultBackupClient
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.keyvault.models import (ManagedHsm, ManagedHsmProperties, ManagedServiceIdentity,
                                         UserAssignedIdentity)
-from azure.storage.blob import BlobServiceClient
+
+from tests.support.blobs import blob_service
 
 API_VERSION = "2026-05-15"  # azure-mgmt-keyvault 14.1.0's default
 
@@ -55,10 +56,7 @@ def uami(subscription, name):
 
 @pytest.fixture(scope="module")
 def blobs(emulator):
-    storage = emulator.endpoints["storage"]
-    return BlobServiceClient(storage["blob_endpoint"], credential={"account_name": storage["account_name"],
-                                                                    "account_key": storage["account_key"]},
-                             connection_verify=emulator.ca_bundle)
+    return blob_service(emulator)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ emulator of their own (primary + secondary, one security domain) so no other tes
 state is swept away.
 """
 
-import datetime
 import ssl
 import time
 import uuid
@@ -15,9 +14,9 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.keyvault.administration import KeyVaultAccessControlClient, KeyVaultBackupClient, KeyVaultRoleScope
 from azure.keyvault.keys import KeyClient
-from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
 from tests.support.emulator import EmulatorProcess
+from tests.support.blobs import blob_service, container_create, container_sas
 
 CRYPTO_AUDITOR = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/" \
                  "2c18b078-7c48-4d3a-af88-5a3a1b3f82b3"
@@ -49,19 +48,13 @@ def storage(dr):
 
 
 @pytest.fixture(scope="module")
-def container(dr, storage):
-    name = f"dr-{uuid.uuid4().hex[:12]}"
-    BlobServiceClient(storage["blob_endpoint"], credential={"account_name": storage["account_name"],
-                                                            "account_key": storage["account_key"]},
-                      connection_verify=dr.ca_bundle).create_container(name)
-    return name
+def container(dr):
+    return container_create(dr, "dr")
 
 
 @pytest.fixture(scope="module")
 def sas(storage, container):
-    return generate_container_sas(storage["account_name"], container, account_key=storage["account_key"],
-                                  permission=ContainerSasPermissions.from_string("crdwl"),
-                                  expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+    return container_sas(storage, container)
 
 
 @pytest.fixture(scope="module")
@@ -215,32 +208,23 @@ def test_selective_restore_of_a_key_not_in_the_backup_fails(clients, container_u
     assert "KeyNotFound" in str(failed.value)
 
 
-def _blob_names(dr, storage, container):
-    service = BlobServiceClient(storage["blob_endpoint"], credential={"account_name": storage["account_name"],
-                                                                      "account_key": storage["account_key"]},
-                                connection_verify=dr.ca_bundle)
-    return {b.name for b in service.get_container_client(container).list_blobs()}
+def _blob_names(dr, container):
+    return {b.name for b in blob_service(dr).get_container_client(container).list_blobs()}
 
 
 def test_pre_backup_checks_the_container_and_the_sas_and_writes_nothing(dr, clients, storage, container,
                                                                         container_url):
     client = clients["primary"]["backup"]
-    before = _blob_names(dr, storage, container)
-    least = generate_container_sas(storage["account_name"], container, account_key=storage["account_key"],
-                                   permission="cw", expiry=datetime.datetime.now(datetime.timezone.utc)
-                                   + datetime.timedelta(minutes=10))
+    before = _blob_names(dr, container)
+    least = container_sas(storage, container, "cw", minutes=10)
     assert client.begin_pre_backup(container_url, sas_token=least).result() is None
-    assert _blob_names(dr, storage, container) == before
+    assert _blob_names(dr, container) == before
     missing = f"no-such-{uuid.uuid4().hex[:8]}"
-    missing_sas = generate_container_sas(storage["account_name"], missing, account_key=storage["account_key"],
-                                         permission="cw", expiry=datetime.datetime.now(datetime.timezone.utc)
-                                         + datetime.timedelta(minutes=10))
+    missing_sas = container_sas(storage, missing, "cw", minutes=10)
     with pytest.raises(HttpResponseError) as failed:
         client.begin_pre_backup(f"{storage['blob_endpoint']}/{missing}", sas_token=missing_sas).result()
     assert "ContainerNotFound" in str(failed.value)
-    read_only = generate_container_sas(storage["account_name"], container, account_key=storage["account_key"],
-                                       permission="rl", expiry=datetime.datetime.now(datetime.timezone.utc)
-                                       + datetime.timedelta(minutes=10))
+    read_only = container_sas(storage, container, "rl", minutes=10)
     with pytest.raises(HttpResponseError) as failed:
         client.begin_pre_backup(container_url, sas_token=read_only).result()
     assert "AuthorizationPermissionMismatch" in str(failed.value)
@@ -260,9 +244,7 @@ def test_pre_restore_checks(dr, clients, storage, container_url, sas):
     with pytest.raises(HttpResponseError) as failed:
         client.begin_pre_restore(f"{container_url}/mhsm-primary-2000010100000000", sas_token=sas).result()
     assert "FolderNotFound" in str(failed.value)
-    expired = generate_container_sas(storage["account_name"], container_url.rsplit("/", 1)[1],
-                                     account_key=storage["account_key"], permission="crdwl",
-                                     expiry=datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=5))
+    expired = container_sas(storage, container_url.rsplit("/", 1)[1], minutes=-5)
     with pytest.raises(HttpResponseError) as failed:
         client.begin_pre_backup(container_url, sas_token=expired).result()
     assert "expired" in str(failed.value)

@@ -4,7 +4,6 @@ outlive a restart (status URL, continuation token, the 30-minute rule).
 """
 
 import base64
-import datetime
 import os
 import ssl
 import signal
@@ -14,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 from azure.keyvault.administration import KeyVaultBackupClient
-from azure.storage.blob import BlobServiceClient, ContainerSasPermissions, generate_container_sas
 
 from tests.support.emulator import EmulatorProcess
+from tests.support.blobs import blob_service, container_sas
 
 
 def _azurite_children(pid: int) -> list[int]:
@@ -50,18 +49,11 @@ def _wait_gone(pid: int, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-def _blobs(emulator: EmulatorProcess) -> BlobServiceClient:
-    storage = emulator.endpoints["storage"]
-    return BlobServiceClient(storage["blob_endpoint"], credential={"account_name": storage["account_name"],
-                                                                    "account_key": storage["account_key"]},
-                             connection_verify=emulator.ca_bundle)
-
-
 def test_azurite_runs_as_the_emulators_child_and_stops_with_it(tmp_path):
     emulator = EmulatorProcess(tmp_path / "state").start()
     try:
         (azurite,) = _azurite_children(emulator.pid)
-        assert _blobs(emulator).create_container("probe")
+        assert blob_service(emulator).create_container("probe")
     finally:
         emulator.stop()
     _wait_gone(azurite)
@@ -91,10 +83,8 @@ def test_backups_and_their_jobs_survive_a_restart_with_a_durable_state_directory
     emulator = EmulatorProcess(state, ephemeral=False).start()
     try:
         storage = emulator.endpoints["storage"]
-        _blobs(emulator).create_container("kept")
-        sas = generate_container_sas(storage["account_name"], "kept", account_key=storage["account_key"],
-                                     permission=ContainerSasPermissions.from_string("crwl"),
-                                     expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+        blob_service(emulator).create_container("kept")
+        sas = container_sas(storage, "kept", "crwl")
         client = KeyVaultBackupClient(emulator.hsm_url(), emulator.credential(), **emulator.client_options())
         poller = client.begin_backup(f"{storage['blob_endpoint']}/kept", sas_token=sas)
         token = poller.continuation_token()
@@ -111,7 +101,7 @@ def test_backups_and_their_jobs_survive_a_restart_with_a_durable_state_directory
     try:
         storage = emulator.endpoints["storage"]
         assert storage["account_key"] == key  # the same account: SAS tokens stay valid
-        names = {b.name for b in _blobs(emulator).get_container_client("kept").list_blobs()}
+        names = {b.name for b in blob_service(emulator).get_container_client("kept").list_blobs()}
         assert f"{folder}/manifest.json" in names
         # The job still answers at its status path after the restart (the HSM's port changed).
         (job,) = emulator.backup_state()["jobs"]
@@ -124,9 +114,7 @@ def test_backups_and_their_jobs_survive_a_restart_with_a_durable_state_directory
         client = KeyVaultBackupClient(emulator.hsm_url(), emulator.credential(), **emulator.client_options())
         # The 30-minute rule remembers the backup: a full restore of the primary works at once.
         container_url = f"{storage['blob_endpoint']}/kept"
-        sas = generate_container_sas(storage["account_name"], "kept", account_key=storage["account_key"],
-                                     permission=ContainerSasPermissions.from_string("rl"),
-                                     expiry=datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1))
+        sas = container_sas(storage, "kept", "rl")
         client.begin_restore(f"{container_url}/{folder}", sas_token=sas).result()
         assert emulator.backup_state()["jobs"][-1]["status"] == "Succeeded"
     finally:
