@@ -39,7 +39,8 @@ class PostureView(PortalPermissionMixin, View):
         return render(request, "compliance_app/posture.html", {
             "run": run, "results": results, "flipped": [r for r in results if r.flipped],
             "runs": selectors.posture_runs()[:30], "checks": list(CHECKS.values()),
-            "pending": selectors.posture_runs().filter(finished__isnull=True).first()})
+            "pending": selectors.posture_runs().filter(
+                finished__isnull=True, job__status__in=("queued", "running")).first()})
 
     def post(self, request):
         try:

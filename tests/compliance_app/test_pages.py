@@ -52,6 +52,13 @@ def test_run_now_queues_a_job_and_approvers_only_read(hsm, admin, approver, outs
     job = Job.objects.get(kind="compliance.posture")
     assert response.status_code == 302 and response["Location"] == f"/jobs/{job.pk}/"
     assert PostureRun.objects.get(job=job).trigger == "demand"
+    page = client_for(admin).get("/compliance/posture/").content.decode()
+    assert "is in progress" in page and f"job {job.pk}</a>: queued" in page
+    from portal.jobs.services import job_finish
+
+    job_finish(job_id=job.pk, ok=False, error="The worker stopped.")  # a run that never finished
+    page = client_for(admin).get("/compliance/posture/").content.decode()
+    assert "is in progress" not in page and f"job {job.pk}</a>: failed" in page
     assert client_for(approver).get("/compliance/posture/").status_code == 200
     assert "Run the checks now" not in client_for(approver).get("/compliance/posture/").content.decode()
     assert client_for(approver).post("/compliance/posture/").status_code == 403
