@@ -12,6 +12,7 @@ from access_app.forms import (AccessRequestForm, AdoptForm, CampaignForm, Confir
                               RevokeForm, ReviewAnswerForm, RoleDefinitionForm, action_short,
                               action_title)
 from keys_app.views import KeyTabView
+from portal.approvals.responses import page_outcome
 from portal.errors import PortalError
 from portal.gateway.selectors import hsm_get_for_user, hsm_list
 from portal.gateway.views import HsmTabView
@@ -20,17 +21,6 @@ from portal.permissions import PortalPermissionMixin
 
 VIEW_ASSIGNMENTS = "access_app.view_roleassignmentrecord"
 GRANT = "access_app.grant_roleassignmentrecord"
-
-
-def _pending_or(request, result, fallback: str, success: str):
-    """A service's answer: a pending approval goes to its page, anything else to fallback."""
-    from portal.approvals.models import ApprovalRequest
-    from portal.approvals.responses import page_pending
-
-    if isinstance(result, ApprovalRequest):
-        return page_pending(request, result)
-    messages.success(request, success)
-    return redirect(fallback)
 
 
 def _form_errors(form, exc: PortalError) -> None:
@@ -208,9 +198,8 @@ class AssignmentRevokeView(PortalPermissionMixin, View):
         except PortalError as exc:
             messages.error(request, exc.message)
             return redirect(back)
-        return _pending_or(request, result, reverse("access:hsm-access",
-                                                    kwargs={"hsm_id": hsm.name}),
-                           "Revoked the role assignment.")
+        return page_outcome(request, result, success="Revoked the role assignment.",
+                            url=reverse("access:hsm-access", kwargs={"hsm_id": hsm.name}))
 
 
 class AssignmentAdoptView(PortalPermissionMixin, View):
@@ -235,8 +224,8 @@ class AssignmentAdoptView(PortalPermissionMixin, View):
         except PortalError as exc:
             messages.error(request, exc.message)
             return redirect(back)
-        return _pending_or(request, pending, access_request.get_absolute_url(),
-                           "Adopted the assignment into a request.")
+        return page_outcome(request, pending, success="Adopted the assignment into a request.",
+                            url=access_request.get_absolute_url())
 
 
 class KeyAccessView(KeyTabView):

@@ -9,7 +9,7 @@ from cmk_app import selectors, services
 from cmk_app.forms import AttachForm, PrivateEndpointForm, ReasonForm, RegionForm
 from keys_app.views import KeyTabView
 from portal.approvals.models import ApprovalRequest
-from portal.approvals.responses import page_pending
+from portal.approvals.responses import page_act, page_pending
 from portal.errors import PortalError
 from portal.gateway import arm
 from portal.gateway.models import HsmInstance
@@ -21,15 +21,7 @@ from portal.permissions import PortalPermissionMixin
 
 def _act(request, call, success: str, fallback: str):
     """One service call for a POST: flash the outcome (or go to the pending approval)."""
-    try:
-        result = call()
-    except PortalError as exc:
-        messages.error(request, exc.message)
-        return redirect(fallback)
-    if isinstance(result, ApprovalRequest):
-        return page_pending(request, result)
-    messages.success(request, success)
-    return redirect(fallback)
+    return page_act(request, call, success=success, fallback=fallback)
 
 
 def _reason(request) -> dict:

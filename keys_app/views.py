@@ -13,7 +13,7 @@ from keys_app.tables import deleted_key_table, key_table
 from keys_app.spec import spec_from_request, standards_violations
 from portal.accounts.stepup import ensure_recent_sign_in
 from portal.approvals.models import ApprovalRequest
-from portal.approvals.responses import page_pending
+from portal.approvals.responses import page_act, page_pending
 from portal.downloads import attachment, csv_lines
 from portal.errors import BadInput, NotFound, PortalError
 from portal.gateway.selectors import hsm_list
@@ -29,15 +29,7 @@ CSV_FIELDS = ("name", "state", "kty", "key_size", "curve", "enabled", "key_ops",
 def _act(request, call, success: str, fallback: str):
     """Run one service call for a POST: flash the outcome, redirect to what it returns (a
     pending approval request: to its page, saying it waits for approval)."""
-    try:
-        target = call()
-    except PortalError as exc:
-        messages.error(request, exc.message)
-        return redirect(fallback)
-    if isinstance(target, ApprovalRequest):
-        return page_pending(request, target)
-    messages.success(request, success)
-    return redirect(target or fallback)
+    return page_act(request, call, success=success, fallback=fallback, follow=True)
 
 
 def _then(result, url: str):

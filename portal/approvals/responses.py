@@ -6,6 +6,7 @@ from rest_framework.response import Response
 
 from portal.approvals import registry
 from portal.approvals.models import ApprovalRequest
+from portal.errors import PortalError
 
 
 def pending_message(req: ApprovalRequest) -> str:
@@ -27,3 +28,25 @@ def page_pending(request, req: ApprovalRequest):
     """Redirect to the request's page with a message saying what happens next."""
     messages.info(request, pending_message(req))
     return redirect(req.get_absolute_url())
+
+
+def page_outcome(request, result, *, success: str, url):
+    """A page's answer to what a service returned: a pending ApprovalRequest goes to its page
+    (page_pending); anything else flashes `success` and redirects to `url`."""
+    if isinstance(result, ApprovalRequest):
+        return page_pending(request, result)
+    messages.success(request, success)
+    return redirect(url)
+
+
+def page_act(request, call, *, success: str, fallback: str, follow: bool = False):
+    """A page's POST that runs one service call: a PortalError flashes its sentence and goes
+    to `fallback`; otherwise page_outcome, to `fallback`, or with `follow` to what the call
+    returned when it returned something (a URL, or an object with get_absolute_url)."""
+    try:
+        result = call()
+    except PortalError as exc:
+        messages.error(request, exc.message)
+        return redirect(fallback)
+    return page_outcome(request, result, success=success,
+                        url=(result or fallback) if follow else fallback)
