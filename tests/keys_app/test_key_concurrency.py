@@ -3,39 +3,25 @@
 Each thread is its own database connection, as separate web nodes would be; the claim that
 serialises them lives in PostgreSQL, not in this process's memory.
 """
-import threading
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from keys_app.models import KeyNameClaim
 from portal import gateway
+from tests.support.race import at_once
 
 OWNER = {"owner": "payments"}
 
 
 def _race(admin, hsm, bodies: list[dict]) -> list[int]:
     """POST every body at once, each from its own thread and connection; the statuses."""
-    barrier = threading.Barrier(len(bodies))
-    statuses = [None] * len(bodies)
-
-    def post(index, body):
-        try:
-            client = APIClient()
-            client.force_authenticate(admin)
-            barrier.wait(timeout=30)
-            statuses[index] = client.post(f"/api/v1/hsms/{hsm.name}/keys/", body,
-                                          format="json").status_code
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=post, args=(i, body)) for i, body in enumerate(bodies)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return statuses
+    clients = [APIClient() for _ in bodies]
+    for client in clients:
+        client.force_authenticate(admin)
+    return at_once([lambda client=client, body=body: client.post(
+        f"/api/v1/hsms/{hsm.name}/keys/", body, format="json").status_code
+        for client, body in zip(clients, bodies, strict=True)])
 
 
 @pytest.mark.django_db(transaction=True)
@@ -72,25 +58,12 @@ def test_concurrent_page_creates_of_one_name_make_one_key(admin, hsm, key_name, 
     from django.test import Client
 
     emulator.fail("GET", f"/keys/{key_name}*", status=None, latency_ms=300)
-    barrier = threading.Barrier(4)
-    statuses = [None] * 4
-
-    def post(index):
-        try:
-            client = Client()
-            client.force_login(admin)
-            barrier.wait(timeout=30)
-            statuses[index] = client.post(f"/hsms/{hsm.name}/keys/new/", {
-                "preset": "aes", "kty": "oct-HSM", "name": key_name,
-                "tags": "owner=payments"}).status_code
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=post, args=(i,)) for i in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    clients = [Client() for _ in range(4)]
+    for client in clients:
+        client.force_login(admin)
+    statuses = at_once([lambda client=client: client.post(f"/hsms/{hsm.name}/keys/new/", {
+        "preset": "aes", "kty": "oct-HSM", "name": key_name,
+        "tags": "owner=payments"}).status_code for client in clients])
     emulator.clear_faults()
 
     assert sorted(statuses) == [302, 400, 400, 400]  # one created; the others see the form

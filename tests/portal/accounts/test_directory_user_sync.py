@@ -1,16 +1,15 @@
 """The portal user of a directory principal: one per object id + tenant, even when its
 first sign-ins race (serialized on the database, not in memory)."""
-import threading
 import uuid
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 
 from portal.accounts.entra import EntraClaims
 from portal.accounts.models import DirectoryIdentity
 from portal.accounts.services import directory_user_sync, entra_roles
 from portal.audit.models import AuditEvent
 from portal.permissions import sync_roles
+from tests.support.race import at_once
 
 
 def _claims(**extra) -> EntraClaims:
@@ -21,24 +20,9 @@ def _claims(**extra) -> EntraClaims:
 def test_concurrent_first_sign_ins_of_one_principal_make_one_user(transactional_db):
     sync_roles()
     claims = _claims(app_roles=("admin",))
-    barrier, results, errors = threading.Barrier(4), [], []
-
-    def sign_in():
-        try:
-            barrier.wait(timeout=10)
-            user, roles = directory_user_sync(claims=claims, request_id="r")
-            results.append((user.pk, tuple(roles)))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(repr(exc))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=sign_in) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
+    outcomes = at_once([lambda: directory_user_sync(claims=claims, request_id="r")] * 4, timeout=30)
+    assert [repr(o) for o in outcomes if isinstance(o, Exception)] == []
+    results = [(user.pk, tuple(roles)) for user, roles in outcomes]
     assert len({pk for pk, _ in results}) == 1 and {r for _, r in results} == {("admin",)}
     assert DirectoryIdentity.objects.filter(object_id=claims.object_id).count() == 1
     assert get_user_model().objects.filter(username="race@contoso.test").count() == 1

@@ -1,12 +1,10 @@
 """Sign-in throttling: one count per account and per address, growing delays, no lock-out DoS."""
 import io
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -15,6 +13,7 @@ from portal.accounts.throttle import (ACCOUNT, ADDRESS, DEVICE, DEVICE_COOKIE, P
                                       client_address)
 from portal.audit.models import AuditEvent
 from tests.factories import PASSWORD
+from tests.support.race import at_once
 
 LOGIN = "/accounts/login/"
 
@@ -155,21 +154,7 @@ def test_unknown_usernames_are_never_stored(client, db):
 def test_concurrent_failures_are_counted_exactly(admin):
     attempts = 12
     free = POLICIES[PAIR].free
-    barrier = threading.Barrier(attempts)
-    statuses = []
-
-    def guess():
-        try:
-            barrier.wait()
-            statuses.append(_post(Client(), admin.username, "guess").status_code)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=guess) for _ in range(attempts)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = at_once([lambda: _post(Client(), admin.username, "guess").status_code] * attempts)
     assert sorted(statuses) == [200] * free + [429] * (attempts - free)
     pair = _rows(PAIR).get()
     assert (pair.failures, pair.refused) == (free, attempts - free)

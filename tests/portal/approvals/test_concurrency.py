@@ -4,11 +4,10 @@ Each thread is its own database connection, as separate web nodes would be; deci
 one request serialise on its row (SELECT ... FOR UPDATE), and the execution claim is one
 conditional UPDATE, so neither the approval nor the run can happen twice.
 """
-import threading
+
 import time
 
 import pytest
-from django.db import connection
 from rest_framework.test import APIClient
 
 from keys_app import services as key_services
@@ -21,32 +20,18 @@ from portal.audit.models import AuditEvent
 from portal.jobs.models import Job
 from tests.factories import user_in_role
 from tests.portal.approvals.conftest import runs, test_operation
+from tests.support.race import at_once
 
 N = 20
 
 
 def _approve_all_at_once(approval_id: int, approvers) -> list[int]:
-    barrier = threading.Barrier(len(approvers))
-    statuses = [None] * len(approvers)
-
-    def approve(index, user):
-        try:
-            client = APIClient()
-            client.force_authenticate(user)
-            barrier.wait(timeout=30)
-            statuses[index] = client.post(f"/api/v1/approvals/{approval_id}/approve/",
-                                          {"comment": f"ok {index}"},
-                                          format="json").status_code
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=approve, args=(i, user))
-               for i, user in enumerate(approvers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return statuses
+    clients = [APIClient() for _ in approvers]
+    for client, user in zip(clients, approvers, strict=True):
+        client.force_authenticate(user)
+    return at_once([lambda index=index, client=client: client.post(
+        f"/api/v1/approvals/{approval_id}/approve/", {"comment": f"ok {index}"},
+        format="json").status_code for index, client in enumerate(clients)])
 
 
 def _wait_for(condition, *, seconds: float = 60):
@@ -87,27 +72,12 @@ def test_twenty_concurrent_executions_of_one_approval_run_once():
 
     req = test_operation(actor=requester, request_id="r", note="claims")
     req = approval_decide(approval_id=req.pk, actor=approver, decision="approve")
-    barrier = threading.Barrier(N)
-    outcomes = [None] * N
-
-    def execute(index):
-        try:
-            approval = ApprovalRequest.objects.get(pk=req.pk)
-            barrier.wait(timeout=30)
-            try:
-                test_operation(actor=requester, request_id=f"r{index}", note="claims",
-                               approval=approval)
-                outcomes[index] = "ran"
-            except ApprovalRefused:
-                outcomes[index] = "refused"
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=execute, args=(i,)) for i in range(N)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    approvals = [ApprovalRequest.objects.get(pk=req.pk) for _ in range(N)]
+    results = at_once([lambda index=index, approval=approval: test_operation(
+        actor=requester, request_id=f"r{index}", note="claims", approval=approval)
+        for index, approval in enumerate(approvals)])
+    outcomes = ["refused" if isinstance(r, ApprovalRefused) else r if isinstance(r, Exception)
+                else "ran" for r in results]
     assert sorted(outcomes) == ["ran"] + ["refused"] * (N - 1)
     assert runs(req.pk) == 1
 
