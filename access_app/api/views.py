@@ -16,6 +16,7 @@ from access_app.api.serializers import (AccessRequestCreateInput, AccessRequestI
                                         RoleDefinitionOutput)
 from access_app.views import _step_up_for
 from keys_app.selectors import key_get
+from portal.api import HsmApi, api_input
 from portal.approvals.api.serializers import ApprovalPendingOutput
 from portal.approvals.models import ApprovalRequest
 from portal.approvals.responses import api_pending
@@ -23,17 +24,6 @@ from portal.gateway.selectors import hsm_get_for_user
 
 VIEW = "access_app.view_roleassignmentrecord"
 GRANT = "access_app.grant_roleassignmentrecord"
-
-
-def _input(serializer_class, request):
-    data = serializer_class(data=request.data)
-    data.is_valid(raise_exception=True)
-    return data.validated_data
-
-
-class HsmApi(APIView):
-    def hsm(self, request, hsm_id):
-        return hsm_get_for_user(user=request.user, hsm_id=hsm_id)
 
 
 def _assignments_output(rows) -> list:
@@ -62,7 +52,7 @@ class RoleDefinitionListApi(HsmApi):
     @extend_schema(request=RoleDefinitionInput, responses={201: RoleDefinitionOutput},
                    description="az keyvault role definition create: a custom role at scope /.")
     def post(self, request, hsm_id):
-        data = _input(RoleDefinitionInput, request)
+        data = api_input(RoleDefinitionInput, request)
         record = services.role_definition_save(hsm=self.hsm(request, hsm_id), name=None,
                                                actor=request.user, request_id=request.id, **data)
         return Response(RoleDefinitionOutput(record).data, status=status.HTTP_201_CREATED)
@@ -81,7 +71,7 @@ class RoleDefinitionDetailApi(HsmApi):
     @extend_schema(request=RoleDefinitionInput, responses=RoleDefinitionOutput,
                    description="az keyvault role definition update (custom roles only)")
     def put(self, request, hsm_id, role):
-        data = _input(RoleDefinitionInput, request)
+        data = api_input(RoleDefinitionInput, request)
         record = services.role_definition_save(hsm=self.hsm(request, hsm_id), name=role,
                                                actor=request.user, request_id=request.id, **data)
         return Response(RoleDefinitionOutput(record).data)
@@ -90,7 +80,7 @@ class RoleDefinitionDetailApi(HsmApi):
                    description="az keyvault role definition delete (custom roles not in use); "
                                "the body repeats the role name as confirm_name.")
     def delete(self, request, hsm_id, role):
-        data = _input(ConfirmInput, request)
+        data = api_input(ConfirmInput, request)
         services.role_definition_delete(hsm=self.hsm(request, hsm_id), name=role,
                                         confirm_name=data["confirm_name"], actor=request.user,
                                         request_id=request.id)
@@ -123,7 +113,7 @@ class RoleAssignmentListApi(HsmApi):
                                "request; 202 with the approval request it waits for. Scope / "
                                "needs a recent sign-in in a browser session (step-up).")
     def post(self, request, hsm_id):
-        data = _input(AccessRequestInput, request)
+        data = api_input(AccessRequestInput, request)
         _step_up_for(request, data["scope"])
         access_request, pending = services.access_request_create(
             hsm=self.hsm(request, hsm_id), actor=request.user, request_id=request.id, **data)
@@ -153,7 +143,7 @@ class RoleAssignmentDetailApi(HsmApi):
                    description="az keyvault role assignment delete: needs approval "
                                "(role_assignment.delete); 202 with the approval request.")
     def delete(self, request, hsm_id, assignment):
-        data = _input(RevokeInput, request)
+        data = api_input(RevokeInput, request)
         result = services.role_assignment_revoke_request(
             hsm=self.hsm(request, hsm_id), name=assignment, actor=request.user,
             request_id=request.id, justification=data["justification"])
@@ -169,7 +159,7 @@ class RoleAssignmentAdoptApi(HsmApi):
                    description="Adopt an assignment made outside the portal (drift) into an "
                                "access request: once approved it is the portal's, time-boxed.")
     def post(self, request, hsm_id, assignment):
-        data = _input(AdoptInput, request)
+        data = api_input(AdoptInput, request)
         hsm = self.hsm(request, hsm_id)
         _step_up_for(request, selectors.role_assignment_get(hsm=hsm, name=assignment).scope)
         access_request, pending = services.drift_adopt(
@@ -212,7 +202,7 @@ class AccessRequestListApi(APIView):
                    description="Request role R at scope S for principal P, time-boxed; 202 "
                                "with the approval request.")
     def post(self, request):
-        data = dict(_input(AccessRequestCreateInput, request))
+        data = dict(api_input(AccessRequestCreateInput, request))
         hsm = hsm_get_for_user(user=request.user, hsm_id=data.pop("hsm"))
         _step_up_for(request, data["scope"])
         access_request, pending = services.access_request_create(
@@ -242,7 +232,7 @@ class CampaignListApi(APIView):
     @extend_schema(request=CampaignInput, responses={201: CampaignOutput},
                    description="Start an access review of every standing assignment of an HSM.")
     def post(self, request):
-        data = _input(CampaignInput, request)
+        data = api_input(CampaignInput, request)
         campaign = services.campaign_start(
             hsm=hsm_get_for_user(user=request.user, hsm_id=data["hsm"]), name=data["name"],
             days=data["days"], actor=request.user, request_id=request.id)
@@ -266,7 +256,7 @@ class ReviewAnswerApi(APIView):
                                "tag, an HSM administrator) keeps or revokes one assignment; "
                                "a revoke goes to approval.")
     def post(self, request, item_id):
-        data = _input(ReviewAnswerInput, request)
+        data = api_input(ReviewAnswerInput, request)
         item = services.review_answer(item_id=item_id, actor=request.user,
                                       request_id=request.id, **data)
         return Response(ReviewItemOutput(item).data)

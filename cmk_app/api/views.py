@@ -9,18 +9,13 @@ from cmk_app import selectors, services
 from cmk_app.api.serializers import (AttachInput, CmkBindingOutput, HsmResourceOutput,
                                      NetworkInput, PrivateEndpointInput,
                                      PrivateEndpointOutput, ReasonInput, RegionInput)
+from portal.api import api_input
 from portal.approvals.api.serializers import ApprovalPendingOutput
 from portal.approvals.models import ApprovalRequest
 from portal.approvals.responses import api_pending
 from portal.gateway import arm
 from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
-
-
-def _input(serializer_class, request):
-    data = serializer_class(data=request.data)
-    data.is_valid(raise_exception=True)
-    return data.validated_data
 
 
 class CmkBindingListApi(APIView):
@@ -45,7 +40,7 @@ class CmkBindingListApi(APIView):
                                " Switching a resource from another key answers 202 with a "
                                "pending approval request (cmk.switch) instead.")
     def post(self, request):
-        data = _input(AttachInput, request)
+        data = api_input(AttachInput, request)
         hsm = hsm_get_for_user(user=request.user, hsm_id=data.pop("hsm"))
         result = services.cmk_attach_start(hsm=hsm, actor=request.user, request_id=request.id,
                                            **data)
@@ -70,7 +65,7 @@ class CmkBindingDetachApi(APIView):
                    description="Detach (back to Microsoft-managed keys): needs approval "
                                "(cmk.detach); the answer is the pending request.")
     def post(self, request, binding_id: int):
-        data = _input(ReasonInput, request)
+        data = api_input(ReasonInput, request)
         result = services.cmk_detach(binding_id=binding_id, actor=request.user,
                                      request_id=request.id, **data)
         if isinstance(result, ApprovalRequest):
@@ -94,7 +89,7 @@ class HsmResourceApi(APIView):
                                "(hsm.public_network_access).")
     def patch(self, request, hsm_id):
         hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
-        data = _input(NetworkInput, request)
+        data = api_input(NetworkInput, request)
         result = services.hsm_network_access_set(
             hsm=hsm, enabled=data["public_network_access"] == "Enabled", actor=request.user,
             request_id=request.id, justification=data["justification"], ticket=data["ticket"])
@@ -112,7 +107,7 @@ class HsmPrivateEndpointApi(APIView):
                                "approval (hsm.private_endpoint).")
     def post(self, request, hsm_id, name):
         hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
-        data = _input(PrivateEndpointInput, request)
+        data = api_input(PrivateEndpointInput, request)
         result = services.hsm_private_endpoint_decide(hsm=hsm, name=name[:200], actor=request.user,
                                                       request_id=request.id, **data)
         if isinstance(result, ApprovalRequest):
@@ -128,7 +123,7 @@ class HsmReplicaListApi(APIView):
                                "in Azure; its state shows in regions).")
     def post(self, request, hsm_id):
         hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
-        data = _input(RegionInput, request)
+        data = api_input(RegionInput, request)
         result = services.hsm_replica_add(hsm=hsm, region=data["region"], actor=request.user,
                                           request_id=request.id)
         return Response(HsmResourceOutput(result).data, status=status.HTTP_202_ACCEPTED)
@@ -155,7 +150,7 @@ class HsmPurgeProtectionApi(APIView):
                                "(hsm.purge_protection).")
     def post(self, request, hsm_id):
         hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
-        data = _input(ReasonInput, request)
+        data = api_input(ReasonInput, request)
         result = services.hsm_purge_protection_enable(hsm=hsm, actor=request.user,
                                                       request_id=request.id, **data)
         if isinstance(result, ApprovalRequest):

@@ -19,6 +19,7 @@ from dr_app.api.security_domain_serializers import (ActivateInput, ChallengeOutp
                                                     SecurityDomainOutput, UploadInput)
 from dr_app.security_domain_selectors import custodian_get, custodian_list, custody_findings
 from portal.accounts.stepup import ensure_recent_sign_in
+from portal.api import HsmApi, api_input
 from portal.approvals.api.serializers import ApprovalPendingOutput
 from portal.approvals.responses import api_pending
 from portal.errors import PortalError
@@ -26,18 +27,7 @@ from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
 
 
-def _input(serializer_class, request):
-    data = serializer_class(data=request.data)
-    data.is_valid(raise_exception=True)
-    return data.validated_data
-
-
-class SdApi(APIView):
-    def hsm(self, request, hsm_id):
-        return hsm_get_for_user(user=request.user, hsm_id=hsm_id)
-
-
-class SecurityDomainApi(SdApi):
+class SecurityDomainApi(HsmApi):
     required_permission = "dr_app.view_custodian"
 
     @extend_schema(responses=SecurityDomainOutput,
@@ -57,7 +47,7 @@ class SecurityDomainApi(SdApi):
         return Response(SecurityDomainOutput(state).data)
 
 
-class SecurityDomainActivateApi(SdApi):
+class SecurityDomainActivateApi(HsmApi):
     required_permission = "dr_app.manage_security_domain"
 
     @extend_schema(request=ActivateInput, responses={202: JobOutput},
@@ -67,7 +57,7 @@ class SecurityDomainActivateApi(SdApi):
                                "quorum and waits for activation. Then POST "
                                "`.../download/{job_id}/` once to receive the security domain.")
     def post(self, request, hsm_id):
-        data = _input(ActivateInput, request)
+        data = api_input(ActivateInput, request)
         job = services.security_domain_activate_start(
             hsm=self.hsm(request, hsm_id), quorum=data["quorum"],
             custodians=[dict(item) for item in data["custodians"]], actor=request.user,
@@ -75,7 +65,7 @@ class SecurityDomainActivateApi(SdApi):
         return Response(JobOutput(job).data, status=status.HTTP_202_ACCEPTED)
 
 
-class SecurityDomainDownloadApi(SdApi):
+class SecurityDomainDownloadApi(HsmApi):
     required_permission = "dr_app.manage_security_domain"
 
     @extend_schema(request=None, operation_id="security_domain_download_fetch",
@@ -94,7 +84,7 @@ class SecurityDomainDownloadApi(SdApi):
         return response
 
 
-class SecurityDomainInitRecoveryApi(SdApi):
+class SecurityDomainInitRecoveryApi(HsmApi):
     required_permission = "dr_app.manage_security_domain"
 
     @extend_schema(request=None, responses=ExchangeKeyOutput,
@@ -106,7 +96,7 @@ class SecurityDomainInitRecoveryApi(SdApi):
         return Response(key)
 
 
-class SecurityDomainUploadApi(SdApi):
+class SecurityDomainUploadApi(HsmApi):
     required_permission = "dr_app.manage_security_domain"
     parser_classes = [MultiPartParser, JSONParser]
 
@@ -119,7 +109,7 @@ class SecurityDomainUploadApi(SdApi):
     def post(self, request, hsm_id):
         ensure_recent_sign_in(request, operation=services.UPLOAD_OPERATION)
         hsm = self.hsm(request, hsm_id)
-        data = _input(UploadInput, request)
+        data = api_input(UploadInput, request)
         blob = data["file"].read() if data.get("file") else data["value"].encode()
         result = services.security_domain_upload_request(
             hsm=hsm, blob=blob, actor=request.user, request_id=request.id,
@@ -129,21 +119,21 @@ class SecurityDomainUploadApi(SdApi):
         return api_pending(result)
 
 
-class SecurityDomainQuorumApi(SdApi):
+class SecurityDomainQuorumApi(HsmApi):
     required_permission = "dr_app.change_custodian"
 
     @extend_schema(request=QuorumInput, responses=SecurityDomainOutput,
                    description="Record the quorum of an HSM activated outside the portal.")
     def put(self, request, hsm_id):
         state = services.quorum_record(hsm=self.hsm(request, hsm_id),
-                                       quorum=_input(QuorumInput, request)["quorum"],
+                                       quorum=api_input(QuorumInput, request)["quorum"],
                                        actor=request.user, request_id=request.id)
         state.findings = custody_findings(hsm=state.hsm)
         state.custodians = custodian_list(hsm=state.hsm).filter(status="active").count()
         return Response(SecurityDomainOutput(state).data)
 
 
-class CustodianListApi(SdApi):
+class CustodianListApi(HsmApi):
     required_permission = {"GET": "dr_app.view_custodian", "POST": "dr_app.change_custodian"}
 
     @extend_schema(responses=CustodianOutput(many=True),
@@ -156,14 +146,14 @@ class CustodianListApi(SdApi):
 
     @extend_schema(request=CustodianInput, responses={201: CustodianOutput})
     def post(self, request, hsm_id):
-        data = _input(CustodianInput, request)
+        data = api_input(CustodianInput, request)
         custodian = services.custodian_add(hsm=self.hsm(request, hsm_id), name=data["name"],
                                            email=data["email"], certificate=data["certificate"],
                                            actor=request.user, request_id=request.id)
         return Response(CustodianOutput(custodian).data, status=status.HTTP_201_CREATED)
 
 
-class CustodianDetailApi(SdApi):
+class CustodianDetailApi(HsmApi):
     required_permission = "dr_app.view_custodian"
 
     @extend_schema(responses=CustodianOutput)
@@ -172,7 +162,7 @@ class CustodianDetailApi(SdApi):
             hsm=self.hsm(request, hsm_id), custodian_id=custodian_id)).data)
 
 
-class CustodianRetireApi(SdApi):
+class CustodianRetireApi(HsmApi):
     required_permission = "dr_app.change_custodian"
 
     @extend_schema(request=None, responses=CustodianOutput)
@@ -182,7 +172,7 @@ class CustodianRetireApi(SdApi):
             custodian=custodian, actor=request.user, request_id=request.id)).data)
 
 
-class CustodyChallengeApi(SdApi):
+class CustodyChallengeApi(HsmApi):
     required_permission = "dr_app.change_custodian"
 
     @extend_schema(request=None, responses={201: ChallengeOutput},
@@ -197,7 +187,7 @@ class CustodyChallengeApi(SdApi):
                         status=status.HTTP_201_CREATED)
 
 
-class CustodyProveApi(SdApi):
+class CustodyProveApi(HsmApi):
     required_permission = "dr_app.change_custodian"
 
     @extend_schema(request=ProveInput, responses=CustodianOutput,
@@ -206,7 +196,7 @@ class CustodyProveApi(SdApi):
                                "otherwise).")
     def post(self, request, hsm_id, custodian_id):
         custodian = custodian_get(hsm=self.hsm(request, hsm_id), custodian_id=custodian_id)
-        data = _input(ProveInput, request)
+        data = api_input(ProveInput, request)
         custodian = services.custody_prove(custodian=custodian, challenge_id=data["challenge"],
                                            signature=data["signature"], actor=request.user,
                                            request_id=request.id)

@@ -10,17 +10,12 @@ from dr_app.api.serializers import (BackupOutput, BackupStartInput, CheckOutput,
                                     DrillStartInput, RestoreCheckInput, RestoreStartInput,
                                     ScheduleInput, ScheduleOutput)
 from portal.accounts.stepup import ensure_recent_sign_in
+from portal.api import HsmApi, api_input
 from portal.approvals.api.serializers import ApprovalPendingOutput
 from portal.errors import NotFound
 from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
 from portal.jobs.models import Job
-
-
-def _input(serializer_class, request) -> dict:
-    data = serializer_class(data=request.data)
-    data.is_valid(raise_exception=True)
-    return data.validated_data
 
 
 def job_or_pending(result) -> Response:
@@ -44,11 +39,6 @@ class CatalogPage(PageNumberPagination):
     max_page_size = 500
 
 
-class HsmApi(APIView):
-    def hsm(self, request, hsm_id):
-        return hsm_get_for_user(user=request.user, hsm_id=hsm_id)
-
-
 class BackupListApi(HsmApi):
     required_permission = {"GET": "dr_app.view_backuprecord", "POST": "dr_app.start_backup"}
 
@@ -64,7 +54,7 @@ class BackupListApi(HsmApi):
     @extend_schema(request=BackupStartInput, responses={202: JobOutput},
                    description="Start a full backup now (a job: follow it at /api/v1/jobs/{id}/).")
     def post(self, request, hsm_id):
-        data = _input(BackupStartInput, request)
+        data = api_input(BackupStartInput, request)
         job = services.backup_start(hsm=self.hsm(request, hsm_id), actor=request.user,
                                     request_id=request.id, container=data.get("container", ""),
                                     auth_mode=data["auth_mode"])
@@ -78,7 +68,7 @@ class BackupCatalogRefreshApi(HsmApi):
                    description="Read the storage container and add folders the catalog lacks.")
     def post(self, request, hsm_id):
         hsm = self.hsm(request, hsm_id)
-        services.catalog_refresh(hsm=hsm, container=_input(BackupStartInput, request)
+        services.catalog_refresh(hsm=hsm, container=api_input(BackupStartInput, request)
                                  .get("container", ""), actor=request.user,
                                  request_id=request.id)
         return Response(BackupOutput(selectors.backup_list(hsm=hsm)[:50], many=True).data)
@@ -91,7 +81,7 @@ class PreBackupCheckApi(HsmApi):
                    description="The HSM's pre-backup check: could it back up into the "
                                "container now? Nothing is written.")
     def post(self, request, hsm_id):
-        data = _input(BackupStartInput, request)
+        data = api_input(BackupStartInput, request)
         return Response(services.pre_backup_check(
             hsm=self.hsm(request, hsm_id), actor=request.user, request_id=request.id,
             container=data.get("container", ""), auth_mode=data["auth_mode"]))
@@ -107,7 +97,7 @@ class RestoreStartApi(HsmApi):
                                "approved). The job checks readiness first and takes a safety "
                                "backup of this HSM when it has none from the last 30 minutes.")
     def post(self, request, hsm_id):
-        data = _input(RestoreStartInput, request)
+        data = api_input(RestoreStartInput, request)
         hsm = self.hsm(request, hsm_id)
         if not data.get("key_name"):
             ensure_recent_sign_in(request, operation="restore.full")
@@ -140,7 +130,7 @@ class PreRestoreCheckApi(HsmApi):
                    description="The HSM's pre-restore check of a folder (readable, same "
                                "security domain). Nothing is restored.")
     def post(self, request, hsm_id):
-        data = _input(RestoreCheckInput, request)
+        data = api_input(RestoreCheckInput, request)
         return Response(services.pre_restore_check(
             hsm=self.hsm(request, hsm_id), actor=request.user, request_id=request.id,
             folder=data["folder"], container=data.get("container", ""),
@@ -159,7 +149,7 @@ class ScheduleListApi(HsmApi):
                    description="Create or replace (same name) a backup schedule: every 1-168 "
                                "hours at a minute, with retention by age and/or count.")
     def post(self, request, hsm_id):
-        data = _input(ScheduleInput, request)
+        data = api_input(ScheduleInput, request)
         schedule = services.schedule_save(hsm=self.hsm(request, hsm_id), actor=request.user,
                                           request_id=request.id, **data)
         return Response(ScheduleOutput(schedule).data, status=status.HTTP_201_CREATED)
@@ -201,7 +191,7 @@ class DrillListApi(APIView):
                                "report RTO and RPO. The secondary's keys are replaced.")
     def post(self, request):
         ensure_recent_sign_in(request, operation="restore.full")  # the secondary is replaced
-        data = _input(DrillStartInput, request)
+        data = api_input(DrillStartInput, request)
         primary = hsm_get_for_user(user=request.user, hsm_id=data["primary"])
         secondary = hsm_get_for_user(user=request.user, hsm_id=data["secondary"])
         drill = services.drill_start(primary=primary, secondary=secondary, actor=request.user,

@@ -8,7 +8,6 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from keys_app import services
 from keys_app.api.serializers import (BackupIO, ConfirmInput, KeyCreateInput, KeyDetailOutput,
@@ -18,11 +17,11 @@ from keys_app.selectors import KeyFilter, key_get, key_list
 from keys_app.spec import spec_from_request, standards_violations
 from keys_app.views import keys_csv_response
 from portal.accounts.stepup import ensure_recent_sign_in
+from portal.api import HsmApi
 from portal.approvals.api.serializers import ApprovalPendingOutput
 from portal.approvals.models import ApprovalRequest
 from portal.approvals.responses import api_pending
 from portal.errors import BadInput
-from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
 
 _FILTERS = [OpenApiParameter(name, OpenApiTypes.STR, required=False)
@@ -43,11 +42,6 @@ def _input(serializer_class, request):
     data = serializer_class(data=request.data)
     data.is_valid(raise_exception=True)
     return data
-
-
-class HsmApi(APIView):
-    def hsm(self, request, hsm_id):
-        return hsm_get_for_user(user=request.user, hsm_id=hsm_id)
 
 
 class KeyListApi(HsmApi):
