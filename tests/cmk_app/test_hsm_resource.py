@@ -1,7 +1,6 @@
 """The HSM's Azure resource through the portal, verified with azure-mgmt-keyvault: a replica
 added and removed, public network access toggled and a private endpoint connection approved
 (both after another person's approval), each audited; detach and switch need approval."""
-import time
 
 import pytest
 
@@ -11,6 +10,7 @@ from portal.approvals.models import ApprovalRequest
 from portal.audit.models import AuditEvent
 from portal.errors import BadInput
 from tests.support.approvals import approve_and_run
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.django_db
 
@@ -18,13 +18,6 @@ pytestmark = pytest.mark.django_db
 def outcomes(action):
     return list(AuditEvent.objects.filter(action=action).order_by("seq")
                 .values_list("outcome", flat=True))
-
-
-def wait_for(condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
 
 
 def test_replica_region_added_and_removed(hsm, admin, sdk, emulator, api_as):
@@ -38,13 +31,13 @@ def test_replica_region_added_and_removed(hsm, admin, sdk, emulator, api_as):
         return {r.name: r.provisioning_state for r in
                 sdk["keyvault"].mhsm_regions.list_by_resource(group, hsm.name)}
 
-    wait_for(lambda: states().get("northeurope") == "Succeeded")
+    wait_for(lambda: states().get("northeurope") == "Succeeded", timeout=15)
     assert outcomes("hsm.replica_add") == ["intent", "succeeded"]
     with pytest.raises(BadInput, match="primary region"):
         services.hsm_replica_remove(hsm=hsm, region="westeurope", actor=admin, request_id="r")
     response = api_as(admin).delete(f"/api/v1/hsms/{hsm.name}/resource/replicas/northeurope/")
     assert response.status_code == 202, response.content
-    wait_for(lambda: "northeurope" not in states())
+    wait_for(lambda: "northeurope" not in states(), timeout=15)
     assert outcomes("hsm.replica_remove") == ["intent", "succeeded"]
 
 

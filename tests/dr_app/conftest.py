@@ -1,9 +1,10 @@
 """dr_app fixtures: a container of its own per test in the emulator's Azurite, blob access
 through azure-storage-blob (what an operator would use), and running a job's task."""
-import time
 import uuid
 
 import pytest
+
+from tests.support.waiting import wait_for  # noqa: F401 - the dr_app tests take it from here
 
 
 @pytest.fixture
@@ -43,17 +44,6 @@ def folders_in(blobs, container: str) -> dict[str, list[str]]:
 def run_job(task, job_id: int) -> None:
     """Run a job's task here, as a worker would (its own task id = claim token)."""
     task.apply(args=[job_id], task_id=f"test-{job_id}-{uuid.uuid4().hex[:8]}")
-
-
-def wait_for(condition, *, timeout: float = 60.0, interval: float = 0.2, what: str = ""):
-    """Poll `condition` until it returns something truthy, or fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from azure.storage.blob import ContainerClient
 from hsm_emulator.audit import OPERATIONS
 from hsm_emulator.server import Emulator, Options
 from tests.support.emulator import EmulatorProcess
+from tests.support.waiting import wait_for
 
 ARM_SCOPE = "https://management.azure.com/.default"
 API = "2021-05-01-preview"
@@ -98,17 +99,6 @@ def blob_events(emulator, container, hsm):
         return []
     return events
 
-
-def wait_for(condition, timeout=10.0, interval=0.05):
-    """Poll ``condition`` until it returns a truthy value, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
 
 
 def expected_operation(method, path):
@@ -303,7 +293,7 @@ def test_events_reach_storage_within_a_second_without_a_flush(emulator, arm, sto
     started = time.monotonic()
     event = wait_for(lambda: next((e for e in blob_events(emulator, container, hsm)
                                    if e["correlationId"] == request_id and e["properties"]["httpStatusCode"] == 404),
-                                  None), timeout=5)
+                                  None), timeout=5, interval=0.05)
     assert time.monotonic() - started < 3
     assert event["operationName"] == "KeyGet"
 

@@ -10,7 +10,6 @@ sees a private key.
 import asyncio
 import base64
 import json
-import time
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
@@ -22,6 +21,7 @@ from cryptography import x509
 
 from tests.support.emulator import EmulatorProcess
 from tests.support.sd_custodian import certificate_info, make_custodians, restore_blob
+from tests.support.waiting import wait_for
 
 DEFINITION_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
 CRYPTO_USER = "21dbd100-6940-42c2-9190-5d6cb909625b"
@@ -95,7 +95,7 @@ def test_an_unactivated_hsm_refuses_the_data_plane_until_its_security_domain_is_
     security_domain = poller.result().value
     # Activation runs on after the 202, as on the service: the status says so.
     assert sd.get_download_status().status == "InProgress"
-    _wait_for(lambda: sd.get_download_status().status == "Success")
+    wait_for(lambda: sd.get_download_status().status == "Success", timeout=15, interval=0.1)
     assert keys(fresh).create_rsa_key("after").key.kty == "RSA-HSM"
 
     document = json.loads(security_domain)
@@ -331,8 +331,3 @@ def test_activation_and_the_restored_domain_survive_a_restart(tmp_path, custodia
         assert recovered.restore_key_backup(backup).name == "persisted"
 
 
-def _wait_for(condition, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)

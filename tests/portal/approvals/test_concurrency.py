@@ -5,8 +5,6 @@ one request serialise on its row (SELECT ... FOR UPDATE), and the execution clai
 conditional UPDATE, so neither the approval nor the run can happen twice.
 """
 
-import time
-
 import pytest
 from rest_framework.test import APIClient
 
@@ -21,6 +19,7 @@ from portal.jobs.models import Job
 from tests.factories import user_in_role
 from tests.portal.approvals.conftest import runs, test_operation
 from tests.support.race import at_once
+from tests.support.waiting import wait_for
 
 N = 20
 
@@ -32,16 +31,6 @@ def _approve_all_at_once(approval_id: int, approvers) -> list[int]:
     return at_once([lambda index=index, client=client: client.post(
         f"/api/v1/approvals/{approval_id}/approve/", {"comment": f"ok {index}"},
         format="json").status_code for index, client in enumerate(clients)])
-
-
-def _wait_for(condition, *, seconds: float = 60):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError("condition not met before the deadline")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -57,7 +46,7 @@ def test_twenty_concurrent_approvals_queue_one_job_and_run_once(celery_worker):
     req.refresh_from_db()
     assert req.decisions.count() == 1
     # The real worker runs the job; the request ends executed, the operation ran once.
-    _wait_for(lambda: ApprovalRequest.objects.get(pk=req.pk).status == "executed")
+    wait_for(lambda: ApprovalRequest.objects.get(pk=req.pk).status == "executed")
     assert runs(req.pk) == 1
     assert AuditEvent.objects.filter(action="approval.execute", outcome="succeeded").count() == 1
 
@@ -101,8 +90,8 @@ def test_twenty_concurrent_approvals_of_a_key_delete_delete_it_once(hsm, key_nam
     statuses = _approve_all_at_once(approval_id, approvers)
 
     assert sorted(statuses) == [200] + [409] * (N - 1)
-    req = _wait_for(lambda: ApprovalRequest.objects.filter(
-        pk=approval_id, status__in=("executed", "failed")).first(), seconds=90)
+    req = wait_for(lambda: ApprovalRequest.objects.filter(
+        pk=approval_id, status__in=("executed", "failed")).first(), timeout=90)
     assert req.status == "executed", req.failure_reason
     assert KeyRecord.objects.get(hsm=hsm, name=key_name).state == "deleted"
     assert key_name in [k.name for k in gateway.keys(hsm).list_deleted_keys()]

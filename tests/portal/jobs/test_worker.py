@@ -1,21 +1,10 @@
 """A Job driven by a real Celery worker (Redis broker) reports progress to completion."""
-import time
 
 import pytest
 
 from portal.audit.models import AuditEvent
 from portal.jobs.models import Job
-
-
-def wait_for(predicate, timeout=30.0, interval=0.05):
-    """Poll until predicate() is truthy; fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.django_db(transaction=True)
@@ -25,7 +14,8 @@ def test_selfcheck_job_runs_on_a_real_worker_to_completion(celery_worker, api_as
     assert response.status_code == 202
     job_id = response.json()["id"]
 
-    job = wait_for(lambda: Job.objects.filter(pk=job_id, status__in=Job.FINISHED).first())
+    job = wait_for(lambda: Job.objects.filter(pk=job_id, status__in=Job.FINISHED).first(), timeout=30,
+                   interval=0.05)
 
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert job.progress == 100
