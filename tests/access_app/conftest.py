@@ -4,13 +4,8 @@ import uuid
 import pytest
 from azure.keyvault.administration import KeyVaultAccessControlClient
 
-ROLE_IDS = {
-    "Administrator": "a290e904-7015-4bba-90c8-60543313cdb4",
-    "Crypto Officer": "515eb02d-2335-4d2d-92f2-b1cbdf9c3778",
-    "Crypto User": "21dbd100-6940-42c2-9190-5d6cb909625b",
-    "Crypto Auditor": "2c18b078-7c48-4d3a-af88-5a3a1b3f82b3",
-}
-DEFINITION_PREFIX = "Microsoft.KeyVault/providers/Microsoft.Authorization/roleDefinitions/"
+# The access tests take the built-in role ids from here.
+from tests.support.roles import DEFINITION_PREFIX, ROLE_IDS  # noqa: F401
 
 
 @pytest.fixture(scope="session")
