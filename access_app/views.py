@@ -31,6 +31,26 @@ def _form_errors(form, exc: PortalError) -> None:
         form.add_error(None, exc.message)
 
 
+def _role_save(view, request, hsm_id: str, *, role: str | None):
+    """Create (role None) or update a custom role from the posted form: to the role's page,
+    or the form again (400) with the service's sentences on its fields."""
+    hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
+    view.form = form = RoleDefinitionForm(request.POST)
+    if form.is_valid():
+        try:
+            record = services.role_definition_save(
+                hsm=hsm, name=role, actor=request.user, request_id=request.id,
+                **form.cleaned_data)
+        except PortalError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, f"{'Updated' if role else 'Created'} role {record.role_name}.")
+            return redirect("access:role-detail", hsm_id=hsm.name, role=record.name)
+    response = view.get(request, hsm_id, **({"role": role} if role else {}))
+    response.status_code = 400
+    return response
+
+
 def _step_up_for(request, scope: str) -> None:
     """Grants at `/` (the whole HSM) need a recent sign-in (step-up)."""
     if (scope or "").strip() == "/":
@@ -97,21 +117,7 @@ class RoleCreateView(AccessTabView):
         return {"form": getattr(self, "form", None) or RoleDefinitionForm(), "definition": None}
 
     def post(self, request, hsm_id):
-        hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
-        self.form = form = RoleDefinitionForm(request.POST)
-        if form.is_valid():
-            try:
-                record = services.role_definition_save(
-                    hsm=hsm, name=None, actor=request.user, request_id=request.id,
-                    **form.cleaned_data)
-            except PortalError as exc:
-                _form_errors(form, exc)
-            else:
-                messages.success(request, f"Created role {record.role_name}.")
-                return redirect("access:role-detail", hsm_id=hsm.name, role=record.name)
-        response = self.get(request, hsm_id)
-        response.status_code = 400
-        return response
+        return _role_save(self, request, hsm_id, role=None)
 
 
 class RoleDetailView(AccessTabView):
@@ -136,21 +142,7 @@ class RoleDetailView(AccessTabView):
                     role_definition_id__iexact=definition.definition_id).count()}
 
     def post(self, request, hsm_id, role):
-        hsm = hsm_get_for_user(user=request.user, hsm_id=hsm_id)
-        self.form = form = RoleDefinitionForm(request.POST)
-        if form.is_valid():
-            try:
-                record = services.role_definition_save(
-                    hsm=hsm, name=role, actor=request.user, request_id=request.id,
-                    **form.cleaned_data)
-            except PortalError as exc:
-                _form_errors(form, exc)
-            else:
-                messages.success(request, f"Updated role {record.role_name}.")
-                return redirect("access:role-detail", hsm_id=hsm.name, role=record.name)
-        response = self.get(request, hsm_id, role=role)
-        response.status_code = 400
-        return response
+        return _role_save(self, request, hsm_id, role=role)
 
 
 class RoleDeleteView(PortalPermissionMixin, View):

@@ -88,6 +88,14 @@ def test_role_pages(client, admin, auditor, synced):
     refused = client.post(reverse("access:role-create", kwargs={"hsm_id": synced.name}),
                           {"role_name": "nothing picked"})
     assert refused.status_code == 400 and b"This field is required" in refused.content
+    # The custom role's page updates it, and shows its form again (400) when input is wrong.
+    renamed = f"page role {uuid.uuid4().hex[:6]}"
+    updated = client.post(created.url, {"role_name": renamed, "data_actions": [
+        "Microsoft.KeyVault/managedHsm/keys/unwrap/action"]}, follow=True)
+    assert updated.status_code == 200 and f"Updated role {renamed}.".encode() in updated.content
+    kept = client.post(created.url, {"role_name": "nothing picked"})
+    assert kept.status_code == 400 and b"This field is required" in kept.content
+    assert renamed.encode() in kept.content
     client.force_login(auditor)
     assert client.get(reverse("access:role-create", kwargs={"hsm_id": synced.name})).status_code == 403
 
