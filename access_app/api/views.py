@@ -18,8 +18,7 @@ from access_app.views import _step_up_for
 from keys_app.selectors import key_get
 from portal.api import HsmApi, api_input
 from portal.approvals.api.serializers import ApprovalPendingOutput
-from portal.approvals.models import ApprovalRequest
-from portal.approvals.responses import api_pending
+from portal.approvals.responses import api_outcome, api_pending
 from portal.gateway.selectors import hsm_get_for_user
 
 VIEW = "access_app.view_roleassignmentrecord"
@@ -147,9 +146,7 @@ class RoleAssignmentDetailApi(HsmApi):
         result = services.role_assignment_revoke_request(
             hsm=self.hsm(request, hsm_id), name=assignment, actor=request.user,
             request_id=request.id, justification=data["justification"])
-        if isinstance(result, ApprovalRequest):
-            return api_pending(result)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+        return api_outcome(result, status_code=status.HTTP_204_NO_CONTENT)
 
 
 class RoleAssignmentAdoptApi(HsmApi):

@@ -11,8 +11,7 @@ from cmk_app.api.serializers import (AttachInput, CmkBindingOutput, HsmResourceO
                                      PrivateEndpointOutput, ReasonInput, RegionInput)
 from portal.api import api_input
 from portal.approvals.api.serializers import ApprovalPendingOutput
-from portal.approvals.models import ApprovalRequest
-from portal.approvals.responses import api_pending
+from portal.approvals.responses import api_outcome
 from portal.gateway import arm
 from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
@@ -44,9 +43,7 @@ class CmkBindingListApi(APIView):
         hsm = hsm_get_for_user(user=request.user, hsm_id=data.pop("hsm"))
         result = services.cmk_attach_start(hsm=hsm, actor=request.user, request_id=request.id,
                                            **data)
-        if isinstance(result, ApprovalRequest):
-            return api_pending(result)
-        return Response(JobOutput(result).data, status=status.HTTP_202_ACCEPTED)
+        return api_outcome(result, JobOutput, status_code=status.HTTP_202_ACCEPTED)
 
 
 class CmkBindingDetailApi(APIView):
@@ -68,9 +65,7 @@ class CmkBindingDetachApi(APIView):
         data = api_input(ReasonInput, request)
         result = services.cmk_detach(binding_id=binding_id, actor=request.user,
                                      request_id=request.id, **data)
-        if isinstance(result, ApprovalRequest):
-            return api_pending(result)
-        return Response(CmkBindingOutput(result).data)
+        return api_outcome(result, CmkBindingOutput)
 
 
 class HsmResourceApi(APIView):
@@ -93,9 +88,7 @@ class HsmResourceApi(APIView):
         result = services.hsm_network_access_set(
             hsm=hsm, enabled=data["public_network_access"] == "Enabled", actor=request.user,
             request_id=request.id, justification=data["justification"], ticket=data["ticket"])
-        if isinstance(result, ApprovalRequest):
-            return api_pending(result)
-        return Response(HsmResourceOutput(result).data)
+        return api_outcome(result, HsmResourceOutput)
 
 
 class HsmPrivateEndpointApi(APIView):
@@ -110,9 +103,7 @@ class HsmPrivateEndpointApi(APIView):
         data = api_input(PrivateEndpointInput, request)
         result = services.hsm_private_endpoint_decide(hsm=hsm, name=name[:200], actor=request.user,
                                                       request_id=request.id, **data)
-        if isinstance(result, ApprovalRequest):
-            return api_pending(result)
-        return Response(PrivateEndpointOutput(result).data)
+        return api_outcome(result, PrivateEndpointOutput)
 
 
 class HsmReplicaListApi(APIView):
@@ -153,6 +144,4 @@ class HsmPurgeProtectionApi(APIView):
         data = api_input(ReasonInput, request)
         result = services.hsm_purge_protection_enable(hsm=hsm, actor=request.user,
                                                       request_id=request.id, **data)
-        if isinstance(result, ApprovalRequest):
-            return api_pending(result)
-        return Response(HsmResourceOutput(result).data)
+        return api_outcome(result, HsmResourceOutput)

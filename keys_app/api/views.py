@@ -19,8 +19,7 @@ from keys_app.views import keys_csv_response
 from portal.accounts.stepup import ensure_recent_sign_in
 from portal.api import HsmApi
 from portal.approvals.api.serializers import ApprovalPendingOutput
-from portal.approvals.models import ApprovalRequest
-from portal.approvals.responses import api_pending
+from portal.approvals.responses import api_outcome, api_pending
 from portal.errors import BadInput
 from portal.jobs.api.serializers import JobOutput
 
@@ -89,9 +88,7 @@ class KeyDetailApi(HsmApi):
         data = _input(KeyUpdateInput, request).validated_data
         record = services.key_update(hsm=self.hsm(request, hsm_id), name=name, actor=request.user,
                                      request_id=request.id, **data)
-        if isinstance(record, ApprovalRequest):  # disabling a key in use waits for approval
-            return api_pending(record)
-        return Response(KeyDetailOutput(record).data)
+        return api_outcome(record, KeyDetailOutput)  # disabling a key in use waits for approval
 
     @extend_schema(request=ConfirmInput, responses={202: ApprovalPendingOutput},
                    description="Soft delete, after approval: the body repeats the key name as "

@@ -24,6 +24,15 @@ def api_pending(req: ApprovalRequest) -> Response:
                     status=status.HTTP_202_ACCEPTED)
 
 
+def api_outcome(result, output=None, *, status_code: int = status.HTTP_200_OK) -> Response:
+    """The API's answer to what a service returned: a pending ApprovalRequest as api_pending
+    (202, nothing done yet); anything else `output(result).data` (no body without an output
+    serializer) with `status_code`."""
+    if isinstance(result, ApprovalRequest):
+        return api_pending(result)
+    return Response(output(result).data if output else None, status=status_code)
+
+
 def page_pending(request, req: ApprovalRequest):
     """Redirect to the request's page with a message saying what happens next."""
     messages.info(request, pending_message(req))
