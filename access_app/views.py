@@ -366,7 +366,7 @@ class CampaignDetailView(PortalPermissionMixin, View):
             item.may_answer = (campaign.status == "open" and item.decision == "pending"
                                and services.review_may_answer(user=request.user, item=item))
         return render(request, "access_app/campaign_detail.html", {
-            "campaign": campaign, "items": items})
+            "campaign": campaign, "items": items, "crumb_current": campaign.name})
 
 
 class CampaignEvidenceView(PortalPermissionMixin, View):
