@@ -1,14 +1,13 @@
 """The REST doors of local RBAC: every CLI verb, 202 for grants and revocations, bounded
 input as error envelopes, permissions per role, step-up at scope /, and the OpenAPI schema."""
-import time
 import uuid
 
 import pytest
 
 from access_app.models import AccessRequest, RoleAssignmentRecord
-from portal.accounts.middleware import SIGNED_IN_AT
 from tests.access_app.conftest import DEFINITION_PREFIX, ROLE_IDS, approve_and_run, \
     hsm_assignments
+from tests.support.sessions import signed_in
 
 UNWRAP = "Microsoft.KeyVault/managedHsm/keys/unwrap/action"
 
@@ -124,19 +123,14 @@ def test_roles_may_read_but_only_admins_grant(api_as, approver, auditor, outside
 
 
 def test_a_grant_at_root_needs_a_recent_sign_in(client, admin, synced, principal, settings):
-    client.force_login(admin)
-    session = client.session
-    session[SIGNED_IN_AT] = int(time.time()) - settings.PORTAL_STEP_UP_SECONDS - 60
-    session.save()
+    signed_in(client, admin, seconds_ago=settings.PORTAL_STEP_UP_SECONDS + 60)
     url = f"/api/v1/hsms/{synced.name}/role-assignments/"
     stale = client.post(url, _grant_body(principal, scope="/"), content_type="application/json")
     assert stale.status_code == 401 and stale.json()["error"]["code"] == "step_up_required"
     assert not AccessRequest.objects.exists()
     key_scope = client.post(url, _grant_body(principal), content_type="application/json")
     assert key_scope.status_code == 202  # only scope / needs the step-up
-    session = client.session
-    session[SIGNED_IN_AT] = int(time.time())
-    session.save()
+    signed_in(client)
     fresh = client.post(url, _grant_body(principal, scope="/"), content_type="application/json")
     assert fresh.status_code == 202
 

@@ -1,6 +1,5 @@
 """The local RBAC pages in the console shell, for each role; a directory failure never breaks
 them; the request form carries bounds and step-up; approvers see the change in context."""
-import time
 import uuid
 
 import pytest
@@ -8,17 +7,9 @@ from django.urls import reverse
 
 from access_app import services
 from access_app.models import AccessRequest
-from portal.accounts.middleware import SIGNED_IN_AT
 from portal.gateway import directory
 from tests.access_app.conftest import DEFINITION_PREFIX, ROLE_IDS
-
-
-def _signed_in(client, user):
-    client.force_login(user)
-    session = client.session
-    session[SIGNED_IN_AT] = int(time.time())
-    session.save()
-    return client
+from tests.support.sessions import signed_in
 
 
 @pytest.fixture
@@ -35,7 +26,7 @@ def test_hsm_access_tab_shows_assignments_and_drift(client, admin, synced, sdk_a
     made = sdk_access.create_role_assignment("/keys", DEFINITION_PREFIX + ROLE_IDS["Crypto User"],
                                              principal["object_id"])
     services.rbac_sync(hsm=synced)
-    page = _signed_in(client, admin).get(reverse("access:hsm-access", kwargs={"hsm_id": synced.name}))
+    page = signed_in(client, admin).get(reverse("access:hsm-access", kwargs={"hsm_id": synced.name}))
     assert page.status_code == 200
     html = page.content.decode()
     assert 'aria-current="page">Access</a>' in html
@@ -54,7 +45,7 @@ def test_key_access_tab_answers_who_can_unwrap(client, admin, approver, hsm, key
     sdk_access.create_role_assignment(f"/keys/{key.name}", DEFINITION_PREFIX + ROLE_IDS["Crypto User"],
                                       principal["object_id"])
     services.rbac_sync(hsm=hsm)
-    page = _signed_in(client, approver).get(reverse("access:key-access",
+    page = signed_in(client, approver).get(reverse("access:key-access",
                                                     kwargs={"hsm_id": hsm.name, "name": key.name}))
     assert page.status_code == 200
     html = page.content.decode()
@@ -68,13 +59,13 @@ def test_directory_failure_shows_object_ids(client, admin, synced, settings):
     settings.AZURE_GRAPH_URL = "https://127.0.0.1:9/"
     gateway.reset_clients()
     directory.clear_cache()
-    page = _signed_in(client, admin).get(reverse("access:hsm-access", kwargs={"hsm_id": synced.name}))
+    page = signed_in(client, admin).get(reverse("access:hsm-access", kwargs={"hsm_id": synced.name}))
     assert page.status_code == 200 and b"Unknown in the directory" in page.content
     directory.clear_cache()
 
 
 def test_role_pages(client, admin, auditor, synced):
-    _signed_in(client, admin)
+    signed_in(client, admin)
     listing = client.get(reverse("access:role-list", kwargs={"hsm_id": synced.name}))
     assert listing.status_code == 200 and b"Managed HSM Crypto User" in listing.content
     builtin = client.get(reverse("access:role-detail", kwargs={"hsm_id": synced.name,
@@ -101,7 +92,7 @@ def test_role_pages(client, admin, auditor, synced):
 
 
 def test_request_form_grants_through_approval(client, admin, synced, principal):
-    _signed_in(client, admin)
+    signed_in(client, admin)
     url = reverse("access:request-create")
     form = client.get(url, {"hsm": synced.name, "scope": "/keys/k-form"})
     assert form.status_code == 200 and b'value="/keys/k-form"' in form.content
@@ -125,10 +116,7 @@ def test_request_form_grants_through_approval(client, admin, synced, principal):
 
 def test_stale_sign_in_is_sent_to_reauthenticate_for_root(client, admin, synced, principal,
                                                           settings):
-    client.force_login(admin)
-    session = client.session
-    session[SIGNED_IN_AT] = int(time.time()) - settings.PORTAL_STEP_UP_SECONDS - 60
-    session.save()
+    signed_in(client, admin, seconds_ago=settings.PORTAL_STEP_UP_SECONDS + 60)
     response = client.post(reverse("access:request-create"), {
         "hsm": synced.name, "role": ROLE_IDS["Crypto User"], "scope": "/",
         "principal_id": principal["object_id"], "duration_hours": "4",
@@ -147,7 +135,7 @@ def test_request_list_and_review_pages_for_each_role(client, personas, synced):
 
 
 def test_campaign_pages_and_evidence(client, admin, synced):
-    _signed_in(client, admin)
+    signed_in(client, admin)
     started = client.post(reverse("access:campaign-list"),
                           {"hsm": synced.name, "name": "Page review", "days": "3"})
     assert started.status_code == 302
@@ -161,7 +149,7 @@ def test_campaign_pages_and_evidence(client, admin, synced):
 
 
 def test_the_request_form_finds_principals_in_the_directory(client, admin, synced, principal):
-    _signed_in(client, admin)
+    signed_in(client, admin)
     page = client.get(reverse("access:request-create"),
                       {"hsm": synced.name, "scope": "/keys/k-find", "q": principal["display_name"]})
     assert page.status_code == 200

@@ -15,13 +15,13 @@ from cryptography.hazmat.primitives import serialization
 from dr_app import security_domain as services
 from dr_app.models_sd import Custodian, SecurityDomainFile, SecurityDomainState
 from dr_app.security_domain_tasks import security_domain_activate_run, security_domain_upload_run
-from portal.accounts.middleware import SIGNED_IN_AT
 from portal.approvals.models import ApprovalRequest
 from portal.audit.models import AuditEvent
 from portal.jobs.models import Job
 from tests.factories import user_in_role
 from tests.support.approvals import approve_and_run
 from tests.support.sd_custodian import make_custodians, restore_blob
+from tests.support.sessions import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -78,15 +78,6 @@ def custodians():
 
 def pem(custodian) -> str:
     return custodian.certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def signed_in(client, user, seconds_ago: int = 0):
-    """A browser session signed in seconds_ago (0: fresh, step-up satisfied)."""
-    client.force_login(user)
-    session = client.session
-    session[SIGNED_IN_AT] = int(time.time()) - seconds_ago
-    session.save()
-    return client
 
 
 def activate(client, hsm, custodians, quorum=2) -> Job:

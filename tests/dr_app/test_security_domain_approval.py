@@ -16,6 +16,7 @@ from portal.errors import PortalError
 from portal.gateway.models import HsmInstance
 from portal.jobs.models import Job
 from tests.support.approvals import approve_and_run, run_job
+from tests.support.sessions import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -106,16 +107,11 @@ def test_a_denied_upload_never_runs(admin, approver, recovering):
 
 def test_the_upload_is_bounded_and_never_logged(client, settings, admin, recovering, caplog):
     import logging
-    import time
 
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from portal.accounts.middleware import SIGNED_IN_AT
 
-    client.force_login(admin)
-    session = client.session
-    session[SIGNED_IN_AT] = int(time.time())
-    session.save()
+    signed_in(client, admin)
     settings.PORTAL_MAX_BODY_BYTES = settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 4096
     url = f"/api/v1/hsms/{recovering.name}/security-domain/upload/"
     big = client.post(url, {"file": SimpleUploadedFile("blob.json", b"x" * 5000)})

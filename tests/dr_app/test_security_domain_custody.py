@@ -2,7 +2,6 @@
 challenge signed offline with the private key, verified against the certificate), stale
 custody and quorum warnings, both doors and the audit trail."""
 import base64
-import time
 from datetime import timedelta
 
 import pytest
@@ -13,11 +12,11 @@ from django.utils import timezone
 from dr_app import security_domain as services
 from dr_app.models_sd import Custodian, CustodyChallenge
 from dr_app.security_domain_selectors import custody_findings
-from portal.accounts.middleware import SIGNED_IN_AT
 from portal.audit.models import AuditEvent
 from portal.errors import BadInput
 from portal.gateway.models import HsmInstance
 from tests.support.sd_custodian import make_custodians
+from tests.support.sessions import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -36,14 +35,6 @@ def people():
 
 def pem(person) -> str:
     return person.certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-
-def signed_in(client, user):
-    client.force_login(user)
-    session = client.session
-    session[SIGNED_IN_AT] = int(time.time())
-    session.save()
-    return client
 
 
 def add(vault, person, admin) -> Custodian:

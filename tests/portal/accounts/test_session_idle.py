@@ -7,6 +7,7 @@ from django.contrib.auth import SESSION_KEY
 from portal.accounts.middleware import LAST_ACTIVITY, SIGNED_IN_AT
 from portal.audit.models import AuditEvent
 from tests.factories import PASSWORD
+from tests.support.sessions import signed_in
 
 
 def _last_activity(client, seconds_ago):
@@ -69,12 +70,6 @@ def test_an_idle_session_on_the_api_is_unauthenticated(client, settings, auditor
     assert SESSION_KEY not in client.session
 
 
-def _signed_in(client, seconds_ago):
-    session = client.session
-    session[SIGNED_IN_AT] = int(time.time()) - seconds_ago
-    session.save()
-
-
 def test_signing_in_stamps_the_start_of_the_session(client, auditor):
     response = client.post("/accounts/login/", {"username": auditor.username, "password": PASSWORD})
     assert response.status_code == 302
@@ -84,7 +79,7 @@ def test_signing_in_stamps_the_start_of_the_session(client, auditor):
 def test_an_active_session_still_ends_at_its_absolute_lifetime(client, settings, auditor):
     # Activity slides Django's own expiry date on every save: the portal's limit must not.
     client.force_login(auditor)
-    _signed_in(client, settings.SESSION_COOKIE_AGE + 1)
+    signed_in(client, seconds_ago=settings.SESSION_COOKIE_AGE + 1)
     _last_activity(client, 5)
     response = client.get("/jobs/")
     assert response.status_code == 302
@@ -98,6 +93,6 @@ def test_an_active_session_still_ends_at_its_absolute_lifetime(client, settings,
 
 def test_a_session_within_its_lifetime_stays(client, settings, auditor):
     client.force_login(auditor)
-    _signed_in(client, settings.SESSION_COOKIE_AGE - 60)
+    signed_in(client, seconds_ago=settings.SESSION_COOKIE_AGE - 60)
     assert client.get("/jobs/").status_code == 200
     assert SESSION_KEY in client.session

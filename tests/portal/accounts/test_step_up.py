@@ -8,13 +8,7 @@ from portal.accounts.middleware import SIGNED_IN_AT
 from portal.accounts.stepup import StepUpRequired, ensure_recent_sign_in
 from portal.audit.models import AuditEvent
 from tests.factories import PASSWORD
-
-
-def _signed_in(client, user, seconds_ago):
-    client.force_login(user)
-    session = client.session
-    session[SIGNED_IN_AT] = int(time.time()) - seconds_ago
-    session.save()
+from tests.support.sessions import signed_in
 
 
 def _request(client, method="get", path_="/keys/", **headers):
@@ -26,12 +20,12 @@ def _request(client, method="get", path_="/keys/", **headers):
 
 
 def test_a_recent_sign_in_passes(client, admin, settings):
-    _signed_in(client, admin, settings.PORTAL_STEP_UP_SECONDS - 30)
+    signed_in(client, admin, settings.PORTAL_STEP_UP_SECONDS - 30)
     ensure_recent_sign_in(_request(client), operation="key.purge")
 
 
 def test_an_old_sign_in_is_refused_with_a_way_back(client, admin, settings):
-    _signed_in(client, admin, settings.PORTAL_STEP_UP_SECONDS + 1)
+    signed_in(client, admin, settings.PORTAL_STEP_UP_SECONDS + 1)
     with pytest.raises(StepUpRequired) as refused:
         ensure_recent_sign_in(_request(client, path_="/keys/x/?tab=1"), operation="key.purge")
     assert refused.value.status == 401 and refused.value.code == "step_up_required"
@@ -40,7 +34,7 @@ def test_an_old_sign_in_is_refused_with_a_way_back(client, admin, settings):
 
 
 def test_a_post_comes_back_to_the_page_of_its_form_never_to_another_host(client, admin):
-    _signed_in(client, admin, 3600)
+    signed_in(client, admin, 3600)
     with pytest.raises(StepUpRequired) as same:
         ensure_recent_sign_in(_request(client, "post", "/purge/",
                                        HTTP_REFERER="http://testserver/keys/k/"),
@@ -56,7 +50,7 @@ def test_a_post_comes_back_to_the_page_of_its_form_never_to_another_host(client,
 def test_the_page_flow_re_authenticates_and_returns(client, admin, settings):
     """A page raising StepUpRequired redirects to the password page (break-glass), and a
     right password signs in again (new session id, audited) and returns to next."""
-    _signed_in(client, admin, settings.PORTAL_STEP_UP_SECONDS + 60)
+    signed_in(client, admin, settings.PORTAL_STEP_UP_SECONDS + 60)
     old_key = client.session.session_key
     page = client.get("/accounts/reauthenticate/?next=/jobs/&operation=key.purge")
     assert page.status_code == 200 and b"Confirm it" in page.content
@@ -90,7 +84,7 @@ def test_purging_a_key_needs_a_recent_sign_in(client, settings, admin, hsm, key_
     make_key(hsm, admin, key_name)
     run_approved(services.key_delete, hsm=hsm, name=key_name, actor=admin, request_id="r",
                  confirm_name=key_name)
-    _signed_in(client, admin, settings.PORTAL_STEP_UP_SECONDS + 5)
+    signed_in(client, admin, settings.PORTAL_STEP_UP_SECONDS + 5)
     deleted = f"/hsms/{hsm.name}/deleted-keys/"
     response = client.post(f"{deleted}{key_name}/purge/", {"confirm_name": key_name},
                            HTTP_REFERER=f"http://testserver{deleted}")
