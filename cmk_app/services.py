@@ -367,33 +367,34 @@ class _Wizard:
                 left.append(f"the encryption of {self.binding.resource_name} ({exc.message})")
         if self.assignment:
             scope = f"/keys/{self.key}"
-            intent = audit_record(actor=self.job.actor, action="role_assignment.delete",
-                                  target=f"hsm:{self.hsm.name}/scope:{scope}",
-                                  detail={"assignment": self.assignment, "by": "cmk wizard undo",
-                                          "job": self.job.pk})
-            try:
-                rbac.role_assignment_delete(self.hsm, scope=scope, name=self.assignment)
-            except PortalError as exc:
-                audit_result(intent, ok=False, detail={"error": exc.code})
-                left.append(f"role assignment {self.assignment} at {scope} ({exc.message})")
-            else:
-                audit_result(intent, ok=True)
+            if self._undo_audited(
+                    "role_assignment.delete", f"hsm:{self.hsm.name}/scope:{scope}",
+                    {"assignment": self.assignment},
+                    lambda: rbac.role_assignment_delete(self.hsm, scope=scope, name=self.assignment),
+                    left, f"role assignment {self.assignment} at {scope}"):
                 _forget_assignment(self.hsm, self.assignment)
                 self.log(f"Undid: removed role assignment {self.assignment}.")
-        if self.created_identity:
-            intent = audit_record(actor=self.job.actor, action="cmk.identity_delete",
-                                  target=binding_target(self.binding),
-                                  detail={"identity": self.created_identity, "by": "cmk wizard undo",
-                                          "job": self.job.pk})
-            try:
-                arm.identity_delete(self.created_identity)
-            except PortalError as exc:
-                audit_result(intent, ok=False, detail={"error": exc.code})
-                left.append(f"identity {self.created_identity} ({exc.message})")
-            else:
-                audit_result(intent, ok=True)
-                self.log("Undid: deleted the identity the wizard created.")
+        if self.created_identity and self._undo_audited(
+                "cmk.identity_delete", binding_target(self.binding),
+                {"identity": self.created_identity},
+                lambda: arm.identity_delete(self.created_identity),
+                left, f"identity {self.created_identity}"):
+            self.log("Undid: deleted the identity the wizard created.")
         return left
+
+    def _undo_audited(self, action: str, target: str, detail: dict, call, left: list[str],
+                      what: str) -> bool:
+        """One audited undo step: True when done, else `what` and the reason go to `left`."""
+        intent = audit_record(actor=self.job.actor, action=action, target=target,
+                              detail={**detail, "by": "cmk wizard undo", "job": self.job.pk})
+        try:
+            call()
+        except PortalError as exc:
+            audit_result(intent, ok=False, detail={"error": exc.code})
+            left.append(f"{what} ({exc.message})")
+            return False
+        audit_result(intent, ok=True)
+        return True
 
 
 def _record_assignment(hsm: HsmInstance, name: str, scope: str, principal: str) -> None:
