@@ -12,19 +12,10 @@ from dr_app.api.serializers import (BackupOutput, BackupStartInput, CheckOutput,
 from portal.accounts.stepup import ensure_recent_sign_in
 from portal.api import HsmApi, api_input
 from portal.approvals.api.serializers import ApprovalPendingOutput
+from portal.approvals.responses import api_outcome
 from portal.errors import NotFound
 from portal.gateway.selectors import hsm_get_for_user
 from portal.jobs.api.serializers import JobOutput
-from portal.jobs.models import Job
-
-
-def job_or_pending(result) -> Response:
-    """202 with the queued job, or 202 with the approval request a full restore waits for."""
-    if isinstance(result, Job):
-        return Response(JobOutput(result).data, status=status.HTTP_202_ACCEPTED)
-    from portal.approvals.responses import api_pending
-
-    return api_pending(result)
 
 
 # A selective restore answers with its job; a full restore with the approval it waits for.
@@ -107,7 +98,8 @@ class RestoreStartApi(HsmApi):
             key_name=data.get("key_name", ""), auth_mode=data["auth_mode"],
             actor=request.user, request_id=request.id, approval=approval,
             justification=data.get("justification", ""))
-        return job_or_pending(result)
+        # 202 with the queued job, or with the approval request a full restore waits for.
+        return api_outcome(result, JobOutput, status_code=status.HTTP_202_ACCEPTED)
 
 
 def _approval(approval_id):
