@@ -192,7 +192,7 @@ class Emulator:
             # peer answers close_notify; nothing here needs a long drain.
             timeout_graceful_shutdown=1,
         )
-        server = _Server(config, before_exit=self.audit_writer.close)
+        server = _Server(config, before_exit=self._before_exit)
         if self.azurite is not None:
             self.azurite.start()
         publisher = asyncio.create_task(self._publish_when_started(server))
@@ -204,6 +204,17 @@ class Emulator:
                 self.azurite.stop()
             self.executor.shutdown(wait=False, cancel_futures=True)
             self.store.close()
+
+    def _before_exit(self) -> None:
+        """Shutdown work once requests have drained (uvicorn then re-raises the stop signal, so
+        the ``finally`` in ``serve`` does not run after SIGTERM): buffered audit events are
+        written while storage still runs, then Azurite stops and saves what it holds, so the
+        process ends after its Azurite (a restart on the same state directory reads it all)."""
+        try:
+            self.audit_writer.close()
+        finally:
+            if self.azurite is not None:
+                self.azurite.stop()
 
     async def _publish_when_started(self, server: uvicorn.Server) -> None:
         while not server.started:
