@@ -926,6 +926,14 @@ class CmkServices:
             doc = self._server_doc(rtype, group, name, {"location": location, "tags": {"env": "demo"}})
             doc["properties"]["provisioningState"] = "Succeeded"
             self.servers[rtype].put(group, name, doc)
+        # A CMK demo needs what the services check: the primary HSM keeps deleted keys until
+        # their retention ends (purge protection, which cannot be turned off again).
+        managed = self.rm.managed_hsms
+        primary = managed.hsms.get("primary")
+        if primary is not None and not primary.props.purge_protection:
+            primary.props.update(managed._store, {"retention_days": primary.props.retention_days,
+                                                  "purge_protection": True})
+            primary.keys.invalidate()
         self.store.put(_SCOPE, "meta", "demo-estate", {"subscription": sub, "seeded": _now()})
 
 

@@ -383,6 +383,10 @@ def test_demo_estate_only_when_asked(emulator, clients, tmp_path):
                           .list_by_resource_group("rg-identities"))
         assert {i.name for i in identities} == {"id-payments-cmk", "id-ledger-cmk"}
         assert all(i.principal_id for i in identities)
+        # The primary HSM is ready for a CMK demo: purge protection on.
+        hsm = mgmt_client(estate, KeyVaultManagementClient).managed_hsms.get(
+            estate.endpoints["resource_group"], "primary")
+        assert hsm.properties.enable_purge_protection is True
         storage.storage_accounts.delete("rg-payments-weu", "stinvoicesweu01")
     with EmulatorProcess(tmp_path / "estate", hsms=("primary",), ephemeral=False,
                          extra_args=("--no-storage", "--demo-estate")) as again:  # seeded once, kept across restarts
