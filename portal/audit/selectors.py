@@ -27,29 +27,38 @@ def audit_event_queryset(*, filters: AuditFilter) -> QuerySet[AuditEvent]:
     Action and target match as prefixes (`key.` finds every key action, `hsm:primary`
     every target on that HSM), actor and outcome exactly.
     """
-    qs = AuditEvent.objects.all()
-    if filters.actor:
-        qs = qs.filter(actor_name=filters.actor)
-    if filters.action:
-        qs = qs.filter(action__startswith=filters.action)
-    if filters.target:
-        qs = qs.filter(target__startswith=filters.target)
+    qs = audit_event_filter(AuditEvent.objects.all(), actor=filters.actor,
+                            action=filters.action, target=filters.target,
+                            since=filters.since, until=filters.until)
     if filters.outcome:
         qs = qs.filter(outcome=filters.outcome)
-    if filters.since:
-        qs = qs.filter(time__gte=filters.since)
-    if filters.until:
-        qs = qs.filter(time__lt=filters.until)
-    low, high = seq_range(since=filters.since, until=filters.until)
-    if low is not None:
-        qs = qs.filter(seq__gte=low)
-    if high is not None:
-        qs = qs.filter(seq__lte=high)
     if filters.request_id:
         qs = qs.filter(request_id=filters.request_id)
     if filters.client_request_id:
         qs = qs.filter(client_request_id=filters.client_request_id)
     return qs.order_by("-seq")
+
+
+def audit_event_filter(qs: QuerySet[AuditEvent], *, actor: str = "", action: str = "",
+                       target: str = "", since=None, until=None) -> QuerySet[AuditEvent]:
+    """The trail's shared filters (the audit page and the timelines): actor exactly, action
+    and target as prefixes, and a date range that is also a seq range (see seq_range)."""
+    if actor:
+        qs = qs.filter(actor_name=actor)
+    if action:
+        qs = qs.filter(action__startswith=action)
+    if target:
+        qs = qs.filter(target__startswith=target)
+    if since:
+        qs = qs.filter(time__gte=since)
+    if until:
+        qs = qs.filter(time__lt=until)
+    low, high = seq_range(since=since, until=until)
+    if low is not None:
+        qs = qs.filter(seq__gte=low)
+    if high is not None:
+        qs = qs.filter(seq__lte=high)
+    return qs
 
 
 def seq_range(*, since=None, until=None) -> tuple[int | None, int | None]:

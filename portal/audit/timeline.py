@@ -94,24 +94,10 @@ def portal_queryset(scope: TimelineScope, filters: TimelineFilter):
         qs = qs.filter(Q(target=base) | Q(target__startswith=base + "/"))
     else:
         qs = qs.filter(actor_id__in=_principal_users(scope.principal))
-    if filters.actor:
-        qs = qs.filter(actor_name=filters.actor)
-    if filters.action:
-        qs = qs.filter(action__startswith=filters.action)
-    if filters.target:
-        qs = qs.filter(target__startswith=filters.target)
-    if filters.since:
-        qs = qs.filter(time__gte=filters.since)
-    if filters.until:
-        qs = qs.filter(time__lt=filters.until)
-    from portal.audit.selectors import seq_range
+    from portal.audit.selectors import audit_event_filter
 
-    low, high = seq_range(since=filters.since, until=filters.until)
-    if low is not None:
-        qs = qs.filter(seq__gte=low)
-    if high is not None:
-        qs = qs.filter(seq__lte=high)
-    return qs
+    return audit_event_filter(qs, actor=filters.actor, action=filters.action,
+                              target=filters.target, since=filters.since, until=filters.until)
 
 
 def hsm_queryset(scope: TimelineScope, filters: TimelineFilter, *, correlations=()):
